@@ -1,0 +1,65 @@
+"""Brace: a reliability gateway and library for LLM APIs.
+
+The public surface is listed in ``__all__``; modules whose names start with an
+underscore are private.
+"""
+
+from .config import BraceConfig, Deployment, ModelGroup, load_config, parse_config
+from .engine import Engine
+from .errors import (
+    BadRequest,
+    BraceError,
+    ConfigError,
+    ContentFiltered,
+    ContextWindowExceeded,
+    MalformedResponse,
+    ModelNotFound,
+    Overloaded,
+    PayloadTooLarge,
+    RateLimited,
+    RequestError,
+    ServerError,
+    UpstreamAuthError,
+    UpstreamBadRequest,
+    UpstreamConnectionError,
+    UpstreamFailure,
+    UpstreamNotFound,
+    UpstreamTimeout,
+)
+from .stack import Handler, Policy, Request, Response, StreamResponse, build_stack
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequest",
+    "BraceConfig",
+    "BraceError",
+    "ConfigError",
+    "ContentFiltered",
+    "ContextWindowExceeded",
+    "Deployment",
+    "Engine",
+    "Handler",
+    "MalformedResponse",
+    "ModelGroup",
+    "ModelNotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "Policy",
+    "RateLimited",
+    "Request",
+    "RequestError",
+    "Response",
+    "ServerError",
+    "StreamResponse",
+    "UpstreamAuthError",
+    "UpstreamBadRequest",
+    "UpstreamConnectionError",
+    "UpstreamFailure",
+    "UpstreamNotFound",
+    "UpstreamTimeout",
+    "__version__",
+    "build_stack",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,147 @@
+"""The ``brace`` command: ``serve``, ``check``, ``mock``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .config import BraceConfig, load_config
+from .errors import ConfigError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="brace",
+    help="Brace: a reliability gateway for LLM APIs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Config file (YAML).", show_default=True)
+]
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _load(path: Path, err: Console) -> BraceConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        err.print(f"[bold red]invalid config[/]\n{exc.message}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = Path("brace.yaml"),
+    host: Annotated[str | None, typer.Option(help="Override server.host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override server.port.")] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="No config file: serve demo models in front of a built-in simulated upstream.",
+        ),
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the OpenAI-compatible gateway."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    err = Console(stderr=True)
+    out = Console()
+    cfg = None if demo else _load(config, err)
+
+    async def main() -> None:
+        from .gateway import Gateway
+
+        runner = None
+        nonlocal cfg
+        if cfg is None:
+            from .demo import demo_config, start_demo_upstream
+
+            runner, upstream_port = await start_demo_upstream()
+            cfg = demo_config(
+                upstream_port,
+                host=host or "127.0.0.1",
+                port=4000 if port is None else port,
+            )
+        gateway = Gateway(cfg)
+
+        def started(bound: int) -> None:
+            shown_host = host or cfg.server.host
+            out.print(
+                f"[bold green]brace[/] gateway listening on http://{shown_host}:{bound}/v1 "
+                f"({len(cfg.models)} models: {', '.join(cfg.models)})",
+                highlight=False,
+            )
+            if runner is not None:
+                out.print(
+                    "[yellow]demo mode:[/] every model answers from the built-in simulated "
+                    "upstream (brace mock). Try:\n"
+                    f"  curl -s http://127.0.0.1:{bound}/v1/chat/completions "
+                    "-H 'content-type: application/json' "
+                    "-d '{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'",
+                    highlight=False,
+                )
+
+        try:
+            await gateway.run(host=host, port=port, on_started=started)
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+
+    try:
+        _run(main())
+    except OSError as exc:
+        err.print(f"[bold red]cannot start:[/] {exc.strerror or exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def check(config: ConfigOpt = Path("brace.yaml")) -> None:
+    """Validate a config file and print what it serves (no secret is printed)."""
+    err = Console(stderr=True)
+    cfg = _load(config, err)
+    out = Console()
+    for name, group in cfg.models.items():
+        out.print(f"[bold]{name}[/]", highlight=False)
+        for d in group.deployments:
+            key = "key set" if d.api_key else "no key"
+            out.print(f"  - {d.id}: {d.preset.wire} wire, {d.url} ({key})", highlight=False)
+    out.print(f"[green]ok[/]: {config}", highlight=False)
+
+
+def _register_mock() -> None:
+    try:
+        from .mock import register_cli
+    except ImportError:  # pragma: no cover
+        return
+    register_cli(app)
+
+
+_register_mock()
+
+
+def main() -> None:
+    app(prog_name="brace")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The configuration file's schema and loading.
+
+Config is validated once, at start-up, by pydantic; nothing here runs per request.
+Every object is frozen and keyword-only.  Strings may reference the environment as
+``${NAME}`` or ``${NAME:-default}``; references are resolved at load time and an
+unset variable without a default is an error naming the key.  API keys are kept as
+:class:`pydantic.SecretStr` so that no repr, log line or error ever prints them.
+
+Errors are raised as :class:`brace.errors.ConfigError` whose message names the
+file, the key path (``models.chat.deployments[0].rpm``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+from .presets import PRESETS, Preset
+
+__all__ = [
+    "BraceConfig",
+    "Deployment",
+    "ModelGroup",
+    "Prices",
+    "ServerConfig",
+    "Timeouts",
+    "load_config",
+    "parse_config",
+]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Prices(_Frozen):
+    """USD per one million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class Timeouts(_Frozen):
+    """Per-attempt transport timeouts, in seconds.
+
+    ``connect``: TCP/TLS connect.  ``read``: the longest silence allowed between two
+    reads of the upstream response, which bounds both the time to the first byte and
+    any stall mid-stream.  ``total``: one attempt from start to last byte.
+    """
+
+    connect: float = Field(default=5.0, gt=0)
+    read: float = Field(default=120.0, gt=0)
+    total: float = Field(default=600.0, gt=0)
+
+
+class Deployment(_Frozen):
+    """One upstream that can serve a model group."""
+
+    provider: str
+    """A preset name (see ``brace.presets.PRESETS``)."""
+    model: str = Field(min_length=1)
+    """The model name sent upstream."""
+    name: str | None = None
+    """A stable id for logs, headers and metrics (default ``provider/model``)."""
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_version: str | None = None
+    """Azure only: the ``api-version`` query parameter."""
+    azure_deployment: str | None = None
+    """Azure only: the deployment name in the URL path (default: ``model``)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra headers sent upstream (e.g. OpenRouter's ``HTTP-Referer``)."""
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, gt=0)
+    context_window: int | None = Field(default=None, gt=0)
+    prices: Prices | None = None
+    weight: float = Field(default=1.0, gt=0)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PRESETS:
+            names = ", ".join(sorted(PRESETS))
+            raise ValueError(f"unknown provider {value!r}; expected one of: {names}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https:// (got {value!r})")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Deployment:
+        preset = self.preset
+        if self.base_url is None and preset.base_url is None:
+            raise ValueError(f"provider {self.provider!r} has no default base_url; set base_url")
+        default_openai = self.provider == "openai" and self.base_url is None
+        if self.api_key is None and (preset.needs_key or default_openai):
+            raise ValueError(
+                f"provider {self.provider!r} needs an api_key; "
+                "set api_key: ${ENV_VAR} (an environment reference)"
+            )
+        if preset.azure and not self.api_version:
+            raise ValueError("provider 'azure' needs api_version (e.g. 2024-10-21)")
+        return self
+
+    @property
+    def preset(self) -> Preset:
+        return PRESETS[self.provider]
+
+    @property
+    def url(self) -> str:
+        """The effective base URL."""
+        url = self.base_url or self.preset.base_url
+        assert url is not None  # guaranteed by _complete
+        return url
+
+    @property
+    def id(self) -> str:
+        return self.name or f"{self.provider}/{self.model}"
+
+
+class ModelGroup(_Frozen):
+    """A model name clients ask for, served by one or more deployments."""
+
+    deployments: list[Deployment] = Field(min_length=1)
+    description: str | None = None
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    """Larger request bodies are refused with 413."""
+    shutdown_timeout: float = Field(default=30.0, ge=0)
+    """On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests."""
+    keepalive_timeout: float = Field(default=75.0, ge=0)
+
+
+class BraceConfig(_Frozen):
+    """The whole ``brace.yaml``."""
+
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    models: dict[str, ModelGroup] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_deployment_ids(self) -> BraceConfig:
+        for group_name, group in self.models.items():
+            seen: set[str] = set()
+            for dep in group.deployments:
+                if dep.id in seen:
+                    raise ValueError(
+                        f"model group {group_name!r} has two deployments named {dep.id!r}; "
+                        "give each a distinct name:"
+                    )
+                seen.add(dep.id)
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _resolve_env(value: Any, path: str, env: Mapping[str, str], source: str) -> Any:
+    if isinstance(value, str):
+
+        def repl(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{source}: {path}: environment variable {name} is not set "
+                f"(set it, or write ${{{name}:-default}})"
+            )
+
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, f"{path}.{k}" if path else str(k), env, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{path}[{i}]", env, source) for i, v in enumerate(value)]
+    return value
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after", "function-before") or "[" in str(part):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _check_inline_secrets(raw: Any, source: str) -> None:
+    """API keys must be environment references so that config files hold no secret."""
+    models = raw.get("models") if isinstance(raw, dict) else None
+    if not isinstance(models, dict):
+        return
+    for gname, group in models.items():
+        deps = group.get("deployments") if isinstance(group, dict) else None
+        if not isinstance(deps, list):
+            continue
+        for i, dep in enumerate(deps):
+            key = dep.get("api_key") if isinstance(dep, dict) else None
+            if isinstance(key, str) and not _ENV_REF.fullmatch(key.strip()):
+                raise ConfigError(
+                    f"{source}: models.{gname}.deployments[{i}].api_key: write an environment "
+                    "reference such as ${OPENAI_API_KEY}, not the key itself, so that the file "
+                    "holds no secret"
+                )
+
+
+def parse_config(
+    raw: Any, *, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> BraceConfig:
+    """Validate an already-parsed config mapping (e.g. from YAML)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level with a 'models' key")
+    _check_inline_secrets(raw, source)
+    resolved = _resolve_env(raw, "", os.environ if env is None else env, source)
+    try:
+        return BraceConfig.model_validate(resolved)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {_format_loc(err['loc'])}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> BraceConfig:
+    """Read and validate a YAML config file."""
+    p = Path(path)
+    source = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: file not found (pass --config PATH, or run `brace serve --demo`)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}:{where}: invalid YAML: {problem}") from None
+    return parse_config(raw, source=source, env=env)

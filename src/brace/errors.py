@@ -1,0 +1,275 @@
+"""The one exception tree of Brace.
+
+Every error knows its HTTP status and renders itself as an OpenAI-shaped body
+(``{"error": {"message", "type", "code", "param"}}``), so the gateway and the
+in-process client report failures the same way.  Caller mistakes are kept apart
+from runtime failures; vendor errors are mapped at the provider boundary
+(``raise ... from exc``) into the runtime branch.
+
+::
+
+    BraceError
+    ├── ConfigError                  the config file or a constructor argument is wrong (start-up)
+    ├── RequestError                 the caller sent something Brace will not forward (4xx)
+    │   ├── BadRequest               400 unparseable body, missing/invalid field
+    │   ├── PayloadTooLarge          413 body over ``server.max_body_bytes``
+    │   └── ModelNotFound            404 the model name is not a configured model group
+    └── UpstreamFailure              an attempt at a deployment failed (runtime)
+        ├── RateLimited              429 the upstream (or Brace's own pacing) refused; ``retry_after``
+        ├── Overloaded               503 the upstream said 503/529 "overloaded"
+        ├── ServerError              502 the upstream answered 5xx
+        ├── UpstreamTimeout          504 connect / first byte / stall / total timeout
+        ├── UpstreamConnectionError  502 connection refused, reset, DNS, TLS
+        ├── MalformedResponse        502 the upstream answered something that is not its protocol
+        ├── ContextWindowExceeded    400 the prompt does not fit the model's context window
+        ├── ContentFiltered          400 the upstream's content filter refused
+        ├── UpstreamAuthError        502 the upstream rejected the deployment's credentials
+        ├── UpstreamBadRequest       4xx the upstream rejected the request itself (passed through)
+        └── UpstreamNotFound         404 the upstream does not know the model or path
+
+``error_class`` is the short, stable name of each class of outcome; it is what
+policies decide on and what telemetry records on every attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import orjson
+
+__all__ = [
+    "BadRequest",
+    "BraceError",
+    "ConfigError",
+    "ContentFiltered",
+    "ContextWindowExceeded",
+    "MalformedResponse",
+    "ModelNotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "RateLimited",
+    "RequestError",
+    "ServerError",
+    "UpstreamAuthError",
+    "UpstreamBadRequest",
+    "UpstreamConnectionError",
+    "UpstreamFailure",
+    "UpstreamNotFound",
+    "UpstreamTimeout",
+]
+
+
+class BraceError(Exception):
+    """Base of every error Brace raises on purpose."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    code: ClassVar[str | None] = None
+    error_class: ClassVar[str] = "internal"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self._code = code
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status if self._status is not None else self.status
+
+    @property
+    def error_code(self) -> str | None:
+        return self._code if self._code is not None else self.code
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI-shaped error object."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.error_code,
+                "param": self.param,
+            }
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error carries (``retry-after`` for example)."""
+        return {}
+
+
+class ConfigError(BraceError):
+    """The configuration is invalid. The message names the file, the key and the fix."""
+
+    status = 500
+    type = "configuration_error"
+    error_class = "config"
+
+
+# ----------------------------------------------------------------------------- caller mistakes
+
+
+class RequestError(BraceError):
+    """The caller sent a request Brace will not forward."""
+
+    status = 400
+    type = "invalid_request_error"
+    error_class = "bad_request"
+
+
+class BadRequest(RequestError):
+    status = 400
+    code = "invalid_request"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "request_too_large"
+
+
+class ModelNotFound(RequestError):
+    status = 404
+    code = "model_not_found"
+    error_class = "not_found"
+
+
+# ----------------------------------------------------------------------------- runtime failures
+
+
+class UpstreamFailure(BraceError):
+    """One attempt at a deployment failed.
+
+    ``deployment`` names the deployment that failed (never its credentials) and
+    ``upstream_status`` is the HTTP status the upstream answered, if any.
+    """
+
+    status = 502
+    type = "upstream_error"
+    error_class = "server_error"
+    retryable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        deployment: str | None = None,
+        upstream_status: int | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, status=status)
+        self.deployment = deployment
+        self.upstream_status = upstream_status
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        seconds = max(0.0, self.retry_after)
+        return {
+            "retry-after": str(int(-(-seconds // 1))),
+            "retry-after-ms": str(int(seconds * 1000)),
+        }
+
+
+class RateLimited(UpstreamFailure):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    error_class = "rate_limited"
+
+
+class Overloaded(UpstreamFailure):
+    status = 503
+    type = "overloaded_error"
+    code = "overloaded"
+    error_class = "overloaded"
+
+
+class ServerError(UpstreamFailure):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_server_error"
+    error_class = "server_error"
+
+
+class UpstreamTimeout(UpstreamFailure):
+    """``phase`` is ``connect``, ``first_token``, ``stall`` or ``total``."""
+
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+    error_class = "timeout"
+
+    def __init__(self, message: str, *, phase: str = "total", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.phase = phase
+
+
+class UpstreamConnectionError(UpstreamFailure):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_connection_error"
+    error_class = "connection_error"
+
+
+class MalformedResponse(UpstreamFailure):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_malformed_response"
+    error_class = "malformed_response"
+
+
+class ContextWindowExceeded(UpstreamFailure):
+    status = 400
+    type = "invalid_request_error"
+    code = "context_length_exceeded"
+    error_class = "context_window_exceeded"
+    retryable = False
+
+
+class ContentFiltered(UpstreamFailure):
+    status = 400
+    type = "invalid_request_error"
+    code = "content_filter"
+    error_class = "content_filtered"
+    retryable = False
+
+
+class UpstreamAuthError(UpstreamFailure):
+    """The upstream refused the deployment's credentials: a configuration problem of
+    the gateway, not the caller's, so it is reported as 502."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_authentication_error"
+    error_class = "authentication"
+    retryable = False
+
+
+class UpstreamBadRequest(UpstreamFailure):
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_bad_request"
+    error_class = "bad_request"
+    retryable = False
+
+
+class UpstreamNotFound(UpstreamFailure):
+    status = 404
+    type = "invalid_request_error"
+    code = "upstream_not_found"
+    error_class = "not_found"
+    retryable = False

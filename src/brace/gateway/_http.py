@@ -1,0 +1,126 @@
+"""What every route shares: reading a JSON body, rendering errors and answers.
+
+Nothing here validates a whole body: routes check the few fields they need.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import BadRequest, BraceError, PayloadTooLarge
+from ..stack import Response, StreamResponse
+
+__all__ = ["error_response", "json_response", "read_json", "render", "request_id"]
+
+log = logging.getLogger("brace.gateway")
+
+_JSON = "application/json"
+_SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+_DONE = b"data: [DONE]\n\n"
+
+
+def request_id(request: web.Request) -> str:
+    """The caller's ``x-request-id`` if it is sane, else a fresh one."""
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return os.urandom(12).hex()
+
+
+async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise PayloadTooLarge(
+            f"request body is {length} bytes; this gateway accepts at most {limit} bytes "
+            "(server.max_body_bytes)"
+        )
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(
+            f"request body is over {limit} bytes (server.max_body_bytes)"
+        ) from None
+    if not raw:
+        raise BadRequest("request body is empty: send a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(
+            f"request body must be a JSON object, not {type(body).__name__ if body is not None else 'null'}"
+        )
+    return body
+
+
+def json_response(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
+
+
+def error_response(exc: BraceError, rid: str) -> web.Response:
+    headers = exc.headers()
+    headers["x-request-id"] = rid
+    return web.Response(body=exc.to_json(), status=exc.http_status, content_type=_JSON, headers=headers)
+
+
+async def render(
+    request: web.Request, result: Response | StreamResponse, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Write a stack result to the client: JSON at once, or SSE chunk by chunk."""
+    if isinstance(result, Response):
+        if result.headers:
+            headers.update(result.headers)
+        return web.Response(body=result.body, status=result.status, content_type=_JSON, headers=headers)
+    return await _render_stream(request, result, headers)
+
+
+async def _render_stream(
+    request: web.Request, stream: StreamResponse, headers: dict[str, str]
+) -> web.StreamResponse:
+    chunks = stream.chunks
+    try:
+        # Errors before the first chunk still get a real HTTP status.
+        first: bytes | None = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await stream.aclose()
+        raise
+    headers.update(_SSE_HEADERS)
+    if stream.headers:
+        headers.update(stream.headers)
+    resp = web.StreamResponse(status=200, headers=headers)
+    try:
+        await resp.prepare(request)
+        if first is not None:
+            await resp.write(b"data: " + first + b"\n\n")
+            async for chunk in chunks:
+                await resp.write(b"data: " + chunk + b"\n\n")
+        await resp.write(_DONE)
+    except BraceError as exc:
+        # After the first byte the status is sent: end with an SSE error event,
+        # never a silent truncation.  The OpenAI SDKs raise it as an APIError.
+        log.warning("stream %s ended by upstream failure: %s", headers.get("x-request-id"), exc.message)
+        await _write_quietly(resp, b"data: " + exc.to_json() + b"\n\n")
+    except (ConnectionResetError, ConnectionError):
+        # The client went away: stop reading upstream (finally closes it).
+        pass
+    finally:
+        await stream.aclose()
+    return resp
+
+
+async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
+    try:
+        await resp.write(data)
+    except (ConnectionResetError, ConnectionError):
+        pass

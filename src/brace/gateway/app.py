@@ -1,0 +1,116 @@
+"""The gateway: an aiohttp application around an :class:`~brace.engine.Engine`.
+
+:class:`Gateway` owns the engine and the HTTP server.  :meth:`Gateway.run` serves
+until SIGINT/SIGTERM, then shuts down gracefully: ``/readyz`` turns 503, the
+listening socket closes (no new connections), in-flight requests get up to
+``server.shutdown_timeout`` seconds to finish, then the upstream pool closes.
+A client that disconnects cancels its handler, which closes its upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..config import BraceConfig
+from ..engine import Engine
+from .routes import chat, embeddings, models
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("brace.gateway")
+
+
+class Gateway:
+    def __init__(self, config: BraceConfig, *, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine if engine is not None else Engine(config)
+        self.stopping = False
+        self._runner: web.AppRunner | None = None
+        self._sites: list[web.TCPSite] = []
+        self.app = self._build_app()
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.started and not self.stopping
+
+    def _build_app(self) -> web.Application:
+        # The body limit is enforced by routes (413, OpenAI-shaped); aiohttp's own
+        # check stays one byte above as a backstop.
+        app = web.Application(client_max_size=self.config.server.max_body_bytes + 1)
+        chat.setup(app, self)
+        embeddings.setup(app, self)
+        models.setup(app, self)
+        models.setup_fallback(app)
+        return app
+
+    async def start(self, *, host: str | None = None, port: int | None = None) -> int:
+        """Start the engine and listen; returns the bound port (useful with port 0)."""
+        server = self.config.server
+        await self.engine.start()
+        runner = web.AppRunner(
+            self.app,
+            handler_cancellation=True,
+            access_log=None,
+            keepalive_timeout=server.keepalive_timeout,
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
+            host if host is not None else server.host,
+            server.port if port is None else port,
+            shutdown_timeout=server.shutdown_timeout,
+            backlog=2048,
+            reuse_address=True,
+        )
+        await site.start()
+        self._runner = runner
+        self._sites = [site]
+        return self.port
+
+    @property
+    def port(self) -> int:
+        for site in self._sites:
+            srv = site._server  # aiohttp keeps the asyncio server here
+            if srv is not None and getattr(srv, "sockets", None):
+                return int(srv.sockets[0].getsockname()[1])
+        raise RuntimeError("the gateway is not listening")
+
+    async def stop(self) -> None:
+        """Graceful stop: not ready, no new connections, drain in-flight, close upstreams."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.engine.aclose()
+
+    async def run(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        on_started: Callable[[int], Awaitable[None] | None] | None = None,
+    ) -> None:
+        """Serve until SIGINT or SIGTERM, then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            bound = await self.start(host=host, port=port)
+            if on_started is not None:
+                maybe = on_started(bound)
+                if maybe is not None:
+                    await maybe
+            await stop.wait()
+            log.info("shutting down: draining in-flight requests (up to %ss)", self.config.server.shutdown_timeout)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()

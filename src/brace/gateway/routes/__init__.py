@@ -1,0 +1,1 @@
+"""One module per endpoint family; each exposes ``setup(app, gateway)``."""

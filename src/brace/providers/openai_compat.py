@@ -1,0 +1,117 @@
+"""The OpenAI-compatible wire adapter: OpenAI, Azure OpenAI, vLLM, Ollama,
+llama.cpp, LM Studio, Groq, Together, DeepSeek, Mistral, OpenRouter, ``brace mock``.
+
+Bodies are passed through as the caller sent them (unknown fields included), with
+``model`` set to the deployment's upstream model.  JSON answers are relayed as the
+upstream's bytes after a cheap shape check; streams are relayed event by event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..config import Deployment
+from ..errors import MalformedResponse
+from ..stack import Request, Response, StreamResponse
+from ._classify import classify_failure
+from ._transport import client_timeout, iter_sse, post, read_body
+
+__all__ = ["OpenAIProvider"]
+
+
+class OpenAIProvider:
+    """The innermost handler for one OpenAI-compatible deployment."""
+
+    __slots__ = ("_emb_url", "_chat_url", "_headers", "_model", "_session", "_timeout", "deployment", "id")
+
+    def __init__(self, deployment: Deployment, session: aiohttp.ClientSession) -> None:
+        self.deployment = deployment
+        self.id = deployment.id
+        self._session = session
+        self._model = deployment.model
+        self._timeout = client_timeout(deployment.timeouts)
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers.update(deployment.headers)
+        key = deployment.api_key.get_secret_value() if deployment.api_key else None
+        base = deployment.url
+        if deployment.preset.azure:
+            name = deployment.azure_deployment or deployment.model
+            query = f"?api-version={deployment.api_version}"
+            self._chat_url = f"{base}/openai/deployments/{name}/chat/completions{query}"
+            self._emb_url = f"{base}/openai/deployments/{name}/embeddings{query}"
+            if key:
+                headers["api-key"] = key
+        else:
+            self._chat_url = f"{base}/chat/completions"
+            self._emb_url = f"{base}/embeddings"
+            if key:
+                headers["Authorization"] = f"Bearer {key}"
+        self._headers = headers
+
+    def __repr__(self) -> str:  # never shows the headers (they hold the key)
+        return f"OpenAIProvider({self.id!r})"
+
+    async def __call__(self, req: Request) -> Response | StreamResponse:
+        body = req.body.copy()
+        body["model"] = self._model
+        url = self._chat_url if req.operation == "chat" else self._emb_url
+        resp = await post(
+            self._session, url, orjson.dumps(body), self._headers, self._timeout, deployment=self.id
+        )
+        if req.stream:
+            return StreamResponse(self._relay(resp), close=_closer(resp))
+        raw = await read_body(resp, deployment=self.id)
+        try:
+            parsed: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        key = "choices" if req.operation == "chat" else "data"
+        if not isinstance(parsed, dict) or key not in parsed:
+            raise MalformedResponse(
+                f"deployment {self.id}: the upstream answered 200 with a body that is not an "
+                f"OpenAI {req.operation} response",
+                deployment=self.id,
+            )
+        return Response(raw, _parsed=parsed)
+
+    async def _relay(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for events in iter_sse(resp, deployment=self.id):
+                for _, data in events:
+                    if data == b"[DONE]":
+                        return
+                    if not (data.startswith(b"{") and data.endswith(b"}")):
+                        raise MalformedResponse(
+                            f"deployment {self.id}: the upstream sent a stream event that is "
+                            "not JSON",
+                            deployment=self.id,
+                        )
+                    if data.startswith(b'{"error"'):
+                        raise classify_failure(500, data, {}, deployment=self.id)
+                    if not finished and b'"finish_reason":"' in data:
+                        finished = True
+                    yield data
+            if not finished:
+                raise MalformedResponse(
+                    f"deployment {self.id}: the upstream stream ended before it finished "
+                    "(no finish_reason, no [DONE])",
+                    deployment=self.id,
+                )
+        finally:
+            if finished:
+                resp.release()
+            else:
+                resp.close()
+
+
+def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        # Dropping the connection is what cancels the upstream generation.
+        resp.close()
+
+    return close

@@ -1,0 +1,132 @@
+"""The two tiny interfaces at Brace's core, and the builder that orders a stack.
+
+A :data:`Handler` is an async callable from a :class:`Request` to a :class:`Response`
+(or a :class:`StreamResponse`).  A :class:`Policy` wraps a handler and returns a
+handler, like tower's ``Layer``.  Providers are the innermost handlers; everything
+that makes a call reliable is a policy.  The gateway and the in-process client run
+the same stack, built by :func:`build_stack` in one documented order: **the first
+policy in the list sees the request first**.
+
+Bodies stay plain dicts (requests) and bytes (responses) on the hot path: no
+validation model ever wraps a whole body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import orjson
+
+__all__ = [
+    "Handler",
+    "Operation",
+    "Policy",
+    "Request",
+    "Response",
+    "StreamResponse",
+    "build_stack",
+]
+
+Operation = Literal["chat", "embeddings"]
+
+
+@dataclass(slots=True)
+class Request:
+    """One call entering the stack.
+
+    ``body`` is the caller's JSON body as a plain dict, untouched but for what a
+    policy must change (a provider rewrites ``model`` on its own copy).  ``meta`` is
+    a scratch space where policies leave what they decided (chosen deployment,
+    attempts...) for later layers, headers and telemetry.
+    """
+
+    operation: Operation
+    model: str
+    body: dict[str, Any]
+    stream: bool = False
+    request_id: str = ""
+    deadline: float | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Response:
+    """A complete answer: an OpenAI-shaped JSON body, kept as bytes."""
+
+    body: bytes
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    _parsed: dict[str, Any] | None = None
+
+    def json(self) -> dict[str, Any]:
+        """The body parsed once, on demand (telemetry, tests)."""
+        if self._parsed is None:
+            parsed = orjson.loads(self.body)
+            self._parsed = parsed if isinstance(parsed, dict) else {"value": parsed}
+        return self._parsed
+
+
+class StreamResponse:
+    """A streamed answer: OpenAI ``chat.completion.chunk`` JSON payloads as bytes.
+
+    Each item of :attr:`chunks` is one SSE ``data:`` payload without the ``data: ``
+    prefix and without the final ``[DONE]``; whoever renders the stream adds both.
+    :meth:`aclose` releases the upstream connection and must be called when the
+    consumer stops early (client disconnect, error).
+    """
+
+    __slots__ = ("_close", "chunks", "headers")
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        headers: dict[str, str] | None = None,
+        close: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.chunks = chunks
+        self.headers = headers if headers is not None else {}
+        self._close = close
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks
+
+    async def aclose(self) -> None:
+        """Stop the chunk iterator (running its cleanup) and release the upstream."""
+        close, self._close = self._close, None
+        closer = getattr(self.chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+        if close is not None:
+            await close()
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+class Policy(Protocol):
+    """Wraps a handler and returns a handler (tower's ``Layer``)."""
+
+    def wrap(self, inner: Handler) -> Handler: ...
+
+
+def build_stack(inner: Handler, policies: Sequence[Policy]) -> Handler:
+    """Compose ``policies`` around ``inner``; ``policies[0]`` sees the request first."""
+    handler = inner
+    for policy in reversed(policies):
+        handler = policy.wrap(handler)
+    return handler
+
+
+async def collect_stream(stream: StreamResponse) -> list[dict[str, Any]]:
+    """Read a whole stream into parsed chunks (tests and the sync client)."""
+    out: list[dict[str, Any]] = []
+    try:
+        async for chunk in stream:
+            out.append(orjson.loads(chunk))
+    finally:
+        await stream.aclose()
+    return out
