@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -29,13 +29,13 @@ ConfigOpt = Annotated[
 ]
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
-
-        uvloop.run(coro)
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 def _load(path: Path, err: Console) -> BraceConfig:
@@ -97,7 +97,7 @@ def serve(
                     "upstream (brace mock). Try:\n"
                     f"  curl -s http://127.0.0.1:{bound}/v1/chat/completions "
                     "-H 'content-type: application/json' "
-                    "-d '{\"model\":\"demo\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'",
+                    '-d \'{"model":"demo","messages":[{"role":"user","content":"hi"}]}\'',
                     highlight=False,
                 )
 
@@ -144,4 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

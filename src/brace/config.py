@@ -200,7 +200,10 @@ def _resolve_env(value: Any, path: str, env: Mapping[str, str], source: str) -> 
 
         return _ENV_REF.sub(repl, value)
     if isinstance(value, dict):
-        return {k: _resolve_env(v, f"{path}.{k}" if path else str(k), env, source) for k, v in value.items()}
+        return {
+            k: _resolve_env(v, f"{path}.{k}" if path else str(k), env, source)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_resolve_env(v, f"{path}[{i}]", env, source) for i, v in enumerate(value)]
     return value

@@ -24,17 +24,33 @@ def demo_config(upstream_port: int, *, host: str = "127.0.0.1", port: int = 4000
             "demo": {
                 "description": "two simulated OpenAI-compatible deployments, balanced",
                 "deployments": [
-                    {"provider": "mock", "name": "mock-a", "model": "mock-1", "base_url": openai_base},
-                    {"provider": "mock", "name": "mock-b", "model": "mock-1", "base_url": openai_base},
+                    {
+                        "provider": "mock",
+                        "name": "mock-a",
+                        "model": "mock-1",
+                        "base_url": openai_base,
+                    },
+                    {
+                        "provider": "mock",
+                        "name": "mock-b",
+                        "model": "mock-1",
+                        "base_url": openai_base,
+                    },
                 ],
             },
             "gpt-4o-mini": {
-                "deployments": [{"provider": "mock", "model": "gpt-4o-mini", "base_url": openai_base}]
+                "deployments": [
+                    {"provider": "mock", "model": "gpt-4o-mini", "base_url": openai_base}
+                ]
             },
             "claude-demo": {
                 "description": "a simulated Anthropic Messages API, translated to OpenAI's shape",
                 "deployments": [
-                    {"provider": "anthropic-mock", "model": "claude-mock", "base_url": anthropic_base}
+                    {
+                        "provider": "anthropic-mock",
+                        "model": "claude-mock",
+                        "base_url": anthropic_base,
+                    }
                 ],
             },
             "text-embedding-3-small": {

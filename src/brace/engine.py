@@ -54,10 +54,7 @@ class Engine:
             self._session = make_session()
         for name, group in self.config.models.items():
             balancer = Balancer(
-                [
-                    Target(d.id, d.weight, make_provider(d, self._session))
-                    for d in group.deployments
-                ]
+                [Target(d.id, d.weight, make_provider(d, self._session)) for d in group.deployments]
             )
             self._balancers[name] = balancer
             self._stacks[name] = build_stack(balancer, self._policies)

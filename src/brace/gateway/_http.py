@@ -5,6 +5,7 @@ Nothing here validates a whole body: routes check the few fields they need.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Any
@@ -62,14 +63,18 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def json_response(body: bytes, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    body: bytes, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
 
 
 def error_response(exc: BraceError, rid: str) -> web.Response:
     headers = exc.headers()
     headers["x-request-id"] = rid
-    return web.Response(body=exc.to_json(), status=exc.http_status, content_type=_JSON, headers=headers)
+    return web.Response(
+        body=exc.to_json(), status=exc.http_status, content_type=_JSON, headers=headers
+    )
 
 
 async def render(
@@ -79,7 +84,9 @@ async def render(
     if isinstance(result, Response):
         if result.headers:
             headers.update(result.headers)
-        return web.Response(body=result.body, status=result.status, content_type=_JSON, headers=headers)
+        return web.Response(
+            body=result.body, status=result.status, content_type=_JSON, headers=headers
+        )
     return await _render_stream(request, result, headers)
 
 
@@ -109,7 +116,9 @@ async def _render_stream(
     except BraceError as exc:
         # After the first byte the status is sent: end with an SSE error event,
         # never a silent truncation.  The OpenAI SDKs raise it as an APIError.
-        log.warning("stream %s ended by upstream failure: %s", headers.get("x-request-id"), exc.message)
+        log.warning(
+            "stream %s ended by upstream failure: %s", headers.get("x-request-id"), exc.message
+        )
         await _write_quietly(resp, b"data: " + exc.to_json() + b"\n\n")
     except (ConnectionResetError, ConnectionError):
         # The client went away: stop reading upstream (finally closes it).
@@ -120,7 +129,5 @@ async def _render_stream(
 
 
 async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
-    try:
+    with contextlib.suppress(ConnectionResetError, ConnectionError):
         await resp.write(data)
-    except (ConnectionResetError, ConnectionError):
-        pass

@@ -76,8 +76,9 @@ class Gateway:
     def port(self) -> int:
         for site in self._sites:
             srv = site._server  # aiohttp keeps the asyncio server here
-            if srv is not None and getattr(srv, "sockets", None):
-                return int(srv.sockets[0].getsockname()[1])
+            sockets = getattr(srv, "sockets", None)
+            if sockets:
+                return int(sockets[0].getsockname()[1])
         raise RuntimeError("the gateway is not listening")
 
     async def stop(self) -> None:
@@ -109,7 +110,10 @@ class Gateway:
                 if maybe is not None:
                     await maybe
             await stop.wait()
-            log.info("shutting down: draining in-flight requests (up to %ss)", self.config.server.shutdown_timeout)
+            log.info(
+                "shutting down: draining in-flight requests (up to %ss)",
+                self.config.server.shutdown_timeout,
+            )
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)

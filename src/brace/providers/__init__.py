@@ -10,9 +10,9 @@ from __future__ import annotations
 import aiohttp
 
 from ..config import Deployment
+from ..presets import PRESETS, Preset
 from ..stack import Handler
 from ._transport import make_session
-from ..presets import PRESETS, Preset
 
 __all__ = ["PRESETS", "Preset", "make_provider", "make_session"]
 

@@ -92,8 +92,7 @@ def classify_failure(
     if status == 429:
         if code == "insufficient_quota" or etype == "insufficient_quota":
             return UpstreamAuthError(
-                f"deployment {deployment}: the upstream account is out of quota (HTTP 429)"
-                f"{detail}",
+                f"deployment {deployment}: the upstream account is out of quota (HTTP 429){detail}",
                 code="insufficient_quota",
                 **kw,
             )

@@ -18,7 +18,14 @@ from ..errors import UpstreamConnectionError, UpstreamFailure, UpstreamTimeout
 from ._classify import classify_failure
 from ._sse import SSEDecoder, SSEEvent
 
-__all__ = ["client_timeout", "iter_sse", "make_session", "post", "transport_error"]
+__all__ = [
+    "client_timeout",
+    "iter_sse",
+    "make_session",
+    "post",
+    "read_body",
+    "transport_error",
+]
 
 
 def make_session() -> aiohttp.ClientSession:
@@ -50,7 +57,9 @@ def transport_error(exc: BaseException, *, deployment: str, phase: str) -> Upstr
             "first_token": "no response before the read timeout",
             "stall": "the stream stalled longer than the read timeout",
         }.get(phase, "timed out")
-        return UpstreamTimeout(f"deployment {deployment}: {what}", phase=phase, deployment=deployment)
+        return UpstreamTimeout(
+            f"deployment {deployment}: {what}", phase=phase, deployment=deployment
+        )
     if isinstance(exc, aiohttp.ClientPayloadError):
         return UpstreamConnectionError(
             f"deployment {deployment}: the upstream broke off its response ({exc.__class__.__name__})",
@@ -71,19 +80,19 @@ async def post(
     url: str,
     data: bytes,
     headers: dict[str, str],
-    timeout: aiohttp.ClientTimeout,
+    timeouts: aiohttp.ClientTimeout,
     *,
     deployment: str,
 ) -> aiohttp.ClientResponse:
     """POST and return a 2xx response (the caller releases it) or raise a failure."""
     try:
-        resp = await session.post(url, data=data, headers=headers, timeout=timeout)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        resp = await session.post(url, data=data, headers=headers, timeout=timeouts)
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise transport_error(exc, deployment=deployment, phase="first_token") from exc
     if resp.status >= 300:
         try:
             body = await resp.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             body = b""
         finally:
             resp.release()
@@ -94,20 +103,22 @@ async def post(
 async def read_body(resp: aiohttp.ClientResponse, *, deployment: str) -> bytes:
     try:
         return await resp.read()
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise transport_error(exc, deployment=deployment, phase="stall") from exc
     finally:
         resp.release()
 
 
-async def iter_sse(resp: aiohttp.ClientResponse, *, deployment: str) -> AsyncIterator[list[SSEEvent]]:
+async def iter_sse(
+    resp: aiohttp.ClientResponse, *, deployment: str
+) -> AsyncIterator[list[SSEEvent]]:
     """The upstream's SSE events, a batch per network read; transport errors mapped."""
     decoder = SSEDecoder()
     content = resp.content
     while True:
         try:
             piece = await content.readany()
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise transport_error(exc, deployment=deployment, phase="stall") from exc
         if not piece:
             return

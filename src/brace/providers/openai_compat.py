@@ -26,7 +26,16 @@ __all__ = ["OpenAIProvider"]
 class OpenAIProvider:
     """The innermost handler for one OpenAI-compatible deployment."""
 
-    __slots__ = ("_emb_url", "_chat_url", "_headers", "_model", "_session", "_timeout", "deployment", "id")
+    __slots__ = (
+        "_chat_url",
+        "_emb_url",
+        "_headers",
+        "_model",
+        "_session",
+        "_timeout",
+        "deployment",
+        "id",
+    )
 
     def __init__(self, deployment: Deployment, session: aiohttp.ClientSession) -> None:
         self.deployment = deployment

@@ -42,7 +42,9 @@ def check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
         raise BadRequest("'stream' must be true or false", param="stream")
     for field in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(field)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
             raise BadRequest(f"'{field}' must be a positive integer", param=field)
     return model, stream
 

@@ -26,7 +26,9 @@ def setup(app: web.Application, gateway: Gateway) -> None:
             body = await read_json(request, limit)
             model = body.get("model")
             if not isinstance(model, str) or not model:
-                raise BadRequest("'model' is required and must be a non-empty string", param="model")
+                raise BadRequest(
+                    "'model' is required and must be a non-empty string", param="model"
+                )
             inp = body.get("input")
             if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
                 raise BadRequest(

@@ -80,7 +80,9 @@ def setup_fallback(app: web.Application) -> None:
             if match[1]:  # the path exists with other methods
                 allowed = ", ".join(sorted(match[1]))
                 resp = error_response(
-                    _MethodNotAllowed(f"{request.method} is not allowed on {request.path}; use {allowed}"),
+                    _MethodNotAllowed(
+                        f"{request.method} is not allowed on {request.path}; use {allowed}"
+                    ),
                     rid,
                 )
                 resp.headers["Allow"] = allowed
