@@ -4,14 +4,18 @@ The public surface is listed in ``__all__``; modules whose names start with an
 underscore are private.
 """
 
+from .client import AsyncClient, Client
 from .config import BraceConfig, Deployment, ModelGroup, load_config, parse_config
 from .engine import Engine
 from .errors import (
+    AttemptsExhausted,
     BadRequest,
     BraceError,
+    CircuitOpen,
     ConfigError,
     ContentFiltered,
     ContextWindowExceeded,
+    DeadlineExceeded,
     MalformedResponse,
     ModelNotFound,
     Overloaded,
@@ -31,12 +35,17 @@ from .stack import Handler, Policy, Request, Response, StreamResponse, build_sta
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
+    "AttemptsExhausted",
     "BadRequest",
     "BraceConfig",
     "BraceError",
+    "CircuitOpen",
+    "Client",
     "ConfigError",
     "ContentFiltered",
     "ContextWindowExceeded",
+    "DeadlineExceeded",
     "Deployment",
     "Engine",
     "Handler",

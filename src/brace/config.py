@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -33,10 +33,16 @@ from .errors import ConfigError
 from .presets import PRESETS, Preset
 
 __all__ = [
+    "ERROR_CLASSES",
+    "UNAVAILABLE",
     "BraceConfig",
+    "BreakerConfig",
     "Deployment",
+    "FallbackRule",
+    "HedgeConfig",
     "ModelGroup",
     "Prices",
+    "RetryConfig",
     "ServerConfig",
     "Timeouts",
     "load_config",
@@ -59,16 +65,119 @@ class Prices(_Frozen):
 
 
 class Timeouts(_Frozen):
-    """Per-attempt transport timeouts, in seconds.
+    """Per-attempt timeouts, in seconds (each also capped by the request's deadline).
 
-    ``connect``: TCP/TLS connect.  ``read``: the longest silence allowed between two
-    reads of the upstream response, which bounds both the time to the first byte and
-    any stall mid-stream.  ``total``: one attempt from start to last byte.
+    ``connect``: TCP/TLS connect.  ``first_token``: a stream's first chunk must
+    arrive within this.  ``stall``: the longest silence between two chunks of a
+    stream.  ``total``: one attempt, start to last byte (a JSON answer's whole
+    generation).
     """
 
     connect: float = Field(default=5.0, gt=0)
-    read: float = Field(default=120.0, gt=0)
-    total: float = Field(default=600.0, gt=0)
+    first_token: float = Field(default=60.0, gt=0)
+    stall: float = Field(default=30.0, gt=0)
+    total: float = Field(default=300.0, gt=0)
+
+
+ERROR_CLASSES = (
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "malformed_response",
+    "circuit_open",
+    "context_window_exceeded",
+    "content_filtered",
+    "authentication",
+    "bad_request",
+    "not_found",
+)
+UNAVAILABLE = (
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "malformed_response",
+    "circuit_open",
+)
+"""The classes ``unavailable`` stands for in ``fallbacks[].on``."""
+
+ErrorClassName = Literal[
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "malformed_response",
+    "circuit_open",
+    "context_window_exceeded",
+    "content_filtered",
+    "authentication",
+    "bad_request",
+    "not_found",
+    "unavailable",
+]
+
+
+class RetryConfig(_Frozen):
+    """Retries inside a model group (across its deployments)."""
+
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts per request in this group, the first included."""
+    backoff_base: float = Field(default=0.1, ge=0)
+    """Full jitter: the n-th retry on the same deployment waits U(0, min(max, base·2ⁿ))."""
+    backoff_max: float = Field(default=5.0, ge=0)
+    budget_ratio: float = Field(default=0.2, ge=0, le=10)
+    """Retries to a deployment are at most this share of its requests over the window..."""
+    budget_min_retries: int = Field(default=10, ge=0)
+    """...plus this many per window, so that a quiet deployment can still retry."""
+    budget_window: float = Field(default=10.0, gt=0)
+
+
+class BreakerConfig(_Frozen):
+    """One circuit breaker per deployment, over server-side failures only."""
+
+    enabled: bool = True
+    window: float = Field(default=10.0, gt=0)
+    """Rolling window (seconds) over which the failure rate is measured."""
+    min_requests: int = Field(default=10, ge=1)
+    """No trip below this many counted requests in the window."""
+    failure_rate: float = Field(default=0.3, gt=0, le=1)
+    """Trip when this share of counted requests failed server-side (5xx, timeouts, connection errors)."""
+    open_for: float = Field(default=5.0, gt=0)
+    """First open period; doubles on each consecutive trip..."""
+    max_open_for: float = Field(default=60.0, gt=0)
+    """...up to this."""
+    half_open_probes: int = Field(default=3, ge=1)
+    """Probes let through when half-open; all must succeed to close."""
+
+
+class HedgeConfig(_Frozen):
+    """Opt-in: after a delay, send a second attempt to another deployment; first answer wins."""
+
+    enabled: bool = False
+    after: float | Literal["p95"] = "p95"
+    """A fixed delay in seconds, or ``p95`` of the group's observed latency."""
+    min_after: float = Field(default=0.05, ge=0)
+    """Lower bound of the ``p95`` delay (and its value until enough samples exist)."""
+    max_after: float = Field(default=10.0, gt=0)
+
+
+class FallbackRule(_Frozen):
+    to: str
+    """The model group to try next."""
+    on: list[ErrorClassName] = Field(default_factory=lambda: ["unavailable"], min_length=1)
+    """Error classes that trigger it; ``unavailable`` stands for rate limited, overloaded,
+    server error, timeout, connection error, malformed response and circuit open."""
+
+    @property
+    def classes(self) -> frozenset[str]:
+        out: set[str] = set()
+        for c in self.on:
+            out.update(UNAVAILABLE if c == "unavailable" else (c,))
+        return frozenset(out)
 
 
 class Deployment(_Frozen):
@@ -149,6 +258,16 @@ class ModelGroup(_Frozen):
 
     deployments: list[Deployment] = Field(min_length=1)
     description: str | None = None
+    deadline: float = Field(default=300.0, gt=0)
+    """Seconds for the whole request: queueing, retries and fallbacks together.
+    A caller may ask for less with the ``x-brace-timeout`` header (seconds)."""
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    hedge: HedgeConfig = Field(default_factory=HedgeConfig)
+    fallbacks: list[FallbackRule] = Field(default_factory=list)
+    """Tried in order when the group fails with a matching error class."""
+    max_fallbacks: int = Field(default=2, ge=0, le=10)
+    """Most fallback hops per request."""
 
 
 class ServerConfig(_Frozen):
@@ -170,6 +289,16 @@ class BraceConfig(_Frozen):
     @model_validator(mode="after")
     def _unique_deployment_ids(self) -> BraceConfig:
         for group_name, group in self.models.items():
+            for i, rule in enumerate(group.fallbacks):
+                if rule.to not in self.models:
+                    raise ValueError(
+                        f"models.{group_name}.fallbacks[{i}].to: no model group named "
+                        f"{rule.to!r}; expected one of: {', '.join(sorted(self.models))}"
+                    )
+                if rule.to == group_name:
+                    raise ValueError(
+                        f"models.{group_name}.fallbacks[{i}].to: a group cannot fall back to itself"
+                    )
             seen: set[str] = set()
             for dep in group.deployments:
                 if dep.id in seen:

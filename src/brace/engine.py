@@ -1,26 +1,44 @@
 """The engine: config in, one ready handler per model group out.
 
 Both the gateway (``brace serve``) and the in-process client use an :class:`Engine`,
-so they run the same stack.  The stack of a group is built here, in one place and
-in this order (the first policy sees the request first)::
+so they run the same stack.  Every group's stack is built here, in one place and
+in this order — **the first policy sees the request first**::
 
-    (policies, outermost first)   -- none yet in the default stack
-    balance                       pick a deployment (smooth weighted round-robin)
-    provider                      wire adapter + the shared HTTP client pool
+    (extra policies given to the Engine, outermost first)
+    deadline      sets the request's one deadline (group ``deadline``, or less if asked)
+    fallback      on a matching error class, try the next group's core (bounded hops)
+    ── core of the group (what a fallback from another group calls) ──
+    retry         backoff + jitter, retry-after, per-deployment retry budget
+    hedge         only with ``hedge.enabled``: a second attempt after p95 / a fixed delay
+    balance       health-aware power of two choices over the group's deployments
+      ── per deployment ──
+      breaker     per deployment; open → the attempt is not sent
+      attempt     first-token / total / stall timeouts, capped by the deadline
+      provider    wire adapter + the shared HTTP client pool
 
-The engine owns the shared upstream HTTP session and closes it in :meth:`aclose`.
+A config flag never reorders this: it only adds or removes its own layer.  The
+engine owns the shared upstream HTTP session and closes it in :meth:`aclose`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 
+from .clock import Clock, SystemClock
 from .config import BraceConfig
 from .errors import ModelNotFound
-from .policies.balance import Balancer, Target
+from .events import EventBus
+from .policies.attempt import AttemptPolicy
+from .policies.balance import Balancer, DeploymentState
+from .policies.breaker import BreakerPolicy, CircuitBreaker
+from .policies.deadline import DeadlinePolicy
+from .policies.fallback import FallbackPolicy
+from .policies.hedge import HedgePolicy
+from .policies.retry import RetryBudget, RetryPolicy
 from .providers import make_provider, make_session
 from .stack import Handler, Policy, build_stack
 
@@ -34,17 +52,23 @@ class Engine:
         self,
         config: BraceConfig,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        events: EventBus | None = None,
         policies: Sequence[Policy] = (),
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.config = config
-        self.clock = clock
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.rng = rng if rng is not None else random.Random()
+        self.events = events if events is not None else EventBus()
         self._policies = tuple(policies)
         self._session = session
         self._owns_session = session is None
         self._stacks: dict[str, Handler] = {}
+        self._cores: dict[str, Handler] = {}
         self._balancers: dict[str, Balancer] = {}
+        self._budgets: dict[str, RetryBudget] = {}
 
     async def start(self) -> None:
         """Create the HTTP pool and build every group's stack (idempotent)."""
@@ -52,12 +76,63 @@ class Engine:
             return
         if self._session is None:
             self._session = make_session()
+        for name in self.config.models:
+            self._cores[name] = self._build_core(name, self._session)
         for name, group in self.config.models.items():
-            balancer = Balancer(
-                [Target(d.id, d.weight, make_provider(d, self._session)) for d in group.deployments]
+            layers: list[Policy] = [
+                *self._policies,
+                DeadlinePolicy(group.deadline, clock=self.clock),
+                FallbackPolicy(
+                    name,
+                    group.fallbacks,
+                    self._cores,
+                    max_hops=group.max_fallbacks,
+                    clock=self.clock,
+                    events=self.events,
+                ),
+            ]
+            self._stacks[name] = build_stack(self._cores[name], layers)
+
+    def _build_core(self, name: str, session: aiohttp.ClientSession) -> Handler:
+        group = self.config.models[name]
+        clock, events = self.clock, self.events
+        states = []
+        for d in group.deployments:
+            layers: list[Policy] = []
+            breaker = None
+            if group.breaker.enabled:
+                breaker = CircuitBreaker(d.id, group.breaker, clock=clock, events=events)
+                layers.append(BreakerPolicy(breaker))
+            layers.append(AttemptPolicy(d.id, name, d.timeouts, clock=clock, events=events))
+            handler = build_stack(make_provider(d, session), layers)
+            states.append(DeploymentState(d.id, handler, weight=d.weight, breaker=breaker))
+        balancer = Balancer(states, clock=clock, rng=random.Random(self.rng.random()))
+        budget = RetryBudget(group.retry, clock=clock)
+        self._balancers[name] = balancer
+        self._budgets[name] = budget
+        core: list[Policy] = [
+            RetryPolicy(
+                name,
+                group.retry,
+                budget,
+                has_alternative=balancer.has_alternative,
+                clock=clock,
+                events=events,
+                rng=random.Random(self.rng.random()),
             )
-            self._balancers[name] = balancer
-            self._stacks[name] = build_stack(balancer, self._policies)
+        ]
+        if group.hedge.enabled:
+            core.append(
+                HedgePolicy(
+                    name,
+                    group.hedge,
+                    budget,
+                    has_alternative=balancer.has_alternative,
+                    clock=clock,
+                    events=events,
+                )
+            )
+        return build_stack(balancer, core)
 
     @property
     def started(self) -> bool:
@@ -78,8 +153,20 @@ class Engine:
                 param="model",
             ) from None
 
+    def deployments(self) -> dict[str, list[dict[str, Any]]]:
+        """Health of every deployment, by group (breaker, load, latency, retry budget)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, balancer in self._balancers.items():
+            budget = self._budgets[name]
+            out[name] = [
+                {**s.snapshot(), "retry_budget": budget.snapshot(s.id)}
+                for s in balancer.deployments
+            ]
+        return out
+
     async def aclose(self) -> None:
         self._stacks.clear()
+        self._cores.clear()
         self._balancers.clear()
         if self._session is not None and self._owns_session:
             await self._session.close()

@@ -25,7 +25,11 @@ from runtime failures; vendor errors are mapped at the provider boundary
         ├── ContentFiltered          400 the upstream's content filter refused
         ├── UpstreamAuthError        502 the upstream rejected the deployment's credentials
         ├── UpstreamBadRequest       4xx the upstream rejected the request itself (passed through)
-        └── UpstreamNotFound         404 the upstream does not know the model or path
+        ├── UpstreamNotFound         404 the upstream does not know the model or path
+        ├── CircuitOpen              503 Brace's breaker for the deployment is open (not sent)
+        ├── DeadlineExceeded         504 the request's one deadline passed (queue + retries + fallbacks)
+        └── AttemptsExhausted        every attempt failed: carries each attempt's failure, in order;
+                                     its status is the last failure's (429/503 keep ``retry-after``)
 
 ``error_class`` is the short, stable name of each class of outcome; it is what
 policies decide on and what telemetry records on every attempt.
@@ -39,10 +43,13 @@ import orjson
 
 __all__ = [
     "BadRequest",
+    "AttemptsExhausted",
     "BraceError",
+    "CircuitOpen",
     "ConfigError",
     "ContentFiltered",
     "ContextWindowExceeded",
+    "DeadlineExceeded",
     "MalformedResponse",
     "ModelNotFound",
     "Overloaded",
@@ -273,3 +280,69 @@ class UpstreamNotFound(UpstreamFailure):
     code = "upstream_not_found"
     error_class = "not_found"
     retryable = False
+
+
+class CircuitOpen(UpstreamFailure):
+    """Brace did not send the attempt: the deployment's breaker is open."""
+
+    status = 503
+    type = "overloaded_error"
+    code = "circuit_open"
+    error_class = "circuit_open"
+
+
+class DeadlineExceeded(UpstreamFailure):
+    """The request's deadline passed; nothing more is tried."""
+
+    status = 504
+    type = "timeout_error"
+    code = "deadline_exceeded"
+    error_class = "deadline_exceeded"
+    retryable = False
+
+
+class AttemptsExhausted(UpstreamFailure):
+    """Every attempt (retries, hedges, fallbacks) failed.
+
+    ``failures`` holds each attempt's error in order; :attr:`group` is an
+    :class:`ExceptionGroup` of them for ``except*`` users.  The HTTP status, type,
+    code and ``retry-after`` are the last failure's, and the message names every
+    attempt and its cause.
+    """
+
+    def __init__(self, failures: list[UpstreamFailure], *, deadline_hit: bool = False) -> None:
+        assert failures, "AttemptsExhausted needs at least one failure"
+        last = failures[-1]
+        causes = "; ".join(
+            f"[{i}] {f.deployment or '?'}: {f.error_class}"
+            + (f" (HTTP {f.upstream_status})" if f.upstream_status else "")
+            for i, f in enumerate(failures, 1)
+        )
+        head = "the deadline passed" if deadline_hit else f"all {len(failures)} attempts failed"
+        super().__init__(
+            f"{head}: {causes}. Last error: {last.message}",
+            deployment=last.deployment,
+            upstream_status=last.upstream_status,
+            param=last.param,
+            retry_after=last.retry_after,
+        )
+        self.failures = failures
+        self.last = last
+        self.error_class = last.error_class  # type: ignore[misc]
+
+    @property
+    def http_status(self) -> int:
+        return self.last.http_status
+
+    @property
+    def error_code(self) -> str | None:
+        return self.last.error_code
+
+    @property
+    def group(self) -> ExceptionGroup[UpstreamFailure]:
+        return ExceptionGroup("attempts", self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["error"]["type"] = self.last.type
+        return body

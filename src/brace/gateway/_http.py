@@ -8,15 +8,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from ..errors import BadRequest, BraceError, PayloadTooLarge
-from ..stack import Response, StreamResponse
+from ..stack import Request, Response, StreamResponse
 
-__all__ = ["error_response", "json_response", "read_json", "render", "request_id"]
+if TYPE_CHECKING:
+    from .app import Gateway
+
+__all__ = [
+    "brace_headers",
+    "dispatch",
+    "error_response",
+    "json_response",
+    "read_json",
+    "render",
+    "request_id",
+]
 
 log = logging.getLogger("brace.gateway")
 
@@ -61,6 +72,54 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
             f"request body must be a JSON object, not {type(body).__name__ if body is not None else 'null'}"
         )
     return body
+
+
+def brace_headers(req: Request) -> dict[str, str]:
+    """What happened to a request, for the caller: request id, deployment, attempts, fallback."""
+    meta = req.meta
+    headers = {"x-request-id": req.request_id}
+    deployment = meta.get("deployment")
+    if deployment:
+        headers["x-brace-deployment"] = deployment
+    attempts = meta.get("attempts")
+    if attempts:
+        headers["x-brace-attempts"] = str(len(attempts))
+    fallback = meta.get("fallback")
+    if fallback:
+        headers["x-brace-fallback"] = ">".join(fallback)
+    return headers
+
+
+def _timeout_hint(request: web.Request) -> float | None:
+    raw = request.headers.get("x-brace-timeout")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(
+            f"x-brace-timeout must be a number of seconds (got {raw[:40]!r})", param="x-brace-timeout"
+        ) from None
+    if not value > 0:
+        raise BadRequest("x-brace-timeout must be greater than 0", param="x-brace-timeout")
+    return value
+
+
+async def dispatch(
+    request: web.Request, gateway: Gateway, req: Request
+) -> web.StreamResponse:
+    """Run ``req`` through its group's stack and render the result or the error."""
+    try:
+        timeout = _timeout_hint(request)
+        if timeout is not None:
+            req.meta["timeout"] = timeout
+        handler = gateway.engine.handler(req.model)
+        result = await handler(req)
+    except BraceError as exc:
+        resp = error_response(exc, req.request_id)
+        resp.headers.update(brace_headers(req))
+        return resp
+    return await render(request, result, brace_headers(req))
 
 
 def json_response(

@@ -57,13 +57,13 @@ class Gateway:
             handler_cancellation=True,
             access_log=None,
             keepalive_timeout=server.keepalive_timeout,
+            shutdown_timeout=server.shutdown_timeout,
         )
         await runner.setup()
         site = web.TCPSite(
             runner,
             host if host is not None else server.host,
             server.port if port is None else port,
-            shutdown_timeout=server.shutdown_timeout,
             backlog=2048,
             reuse_address=True,
         )

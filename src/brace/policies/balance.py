@@ -1,57 +1,166 @@
 """Balancing across a model group's deployments.
 
-:class:`Balancer` is the handler at the bottom of a group's stack: it picks one
-deployment per attempt and calls its provider.  The pick is a smooth weighted
-round-robin (nginx's algorithm): over any window of ``sum(weights)`` picks each
-deployment gets exactly its share, with no randomness and O(n) work per pick.
-The chosen deployment is recorded in ``request.meta["deployment"]``.
+:class:`Balancer` is the handler at the bottom of a group's stack: for each
+attempt it picks one deployment and calls that deployment's own stack
+(breaker → attempt → provider).  The pick:
+
+1. **health**: deployments whose breaker lets nothing through are skipped, and so
+   are those that already failed this request (``request.meta["exclude"]``) when
+   another one is available;
+2. **power of two choices**: two candidates are drawn at random in proportion to
+   their weights, and the one with the lower cost wins, where
+   ``cost = (outstanding + 1) × EWMA latency × (1 + 10 × EWMA error rate) / weight``.
+
+Outstanding counts attempts in flight (a stream until it is closed); the EWMAs
+are updated from every attempt.  The randomness is injected (``rng``).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from ..clock import Clock
+from ..errors import CircuitOpen, UpstreamFailure
 from ..stack import Handler, Request, Response, StreamResponse
 
-__all__ = ["Balancer", "Target"]
+if TYPE_CHECKING:
+    from .breaker import CircuitBreaker
+
+__all__ = ["Balancer", "DeploymentState"]
+
+_ALPHA = 0.2
+_MIN_LATENCY = 0.001
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    id: str
-    weight: float
-    handler: Handler
+class DeploymentState:
+    """A deployment as the balancer sees it."""
+
+    __slots__ = ("breaker", "errors", "handler", "id", "latency", "outstanding", "weight")
+
+    def __init__(
+        self,
+        id: str,
+        handler: Handler,
+        *,
+        weight: float = 1.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.id = id
+        self.handler = handler
+        self.weight = weight
+        self.breaker = breaker
+        self.outstanding = 0
+        self.latency = 0.0
+        self.errors = 0.0
+
+    def available(self) -> bool:
+        return self.breaker is None or self.breaker.available()
+
+    def cost(self) -> float:
+        return (
+            (self.outstanding + 1)
+            * max(self.latency, _MIN_LATENCY)
+            * (1.0 + 10.0 * self.errors)
+            / self.weight
+        )
+
+    def observe(self, duration: float, failed: bool) -> None:
+        self.latency += _ALPHA * (duration - self.latency)
+        self.errors += _ALPHA * ((1.0 if failed else 0.0) - self.errors)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "weight": self.weight,
+            "outstanding": self.outstanding,
+            "ewma_latency_s": round(self.latency, 6),
+            "ewma_error_rate": round(self.errors, 4),
+            "breaker": self.breaker.snapshot() if self.breaker is not None else None,
+        }
 
 
 class Balancer:
-    __slots__ = ("_current", "_targets", "_total")
+    __slots__ = ("_clock", "_rng", "_states")
 
-    def __init__(self, targets: Sequence[Target]) -> None:
-        if not targets:
-            raise ValueError("a balancer needs at least one target")
-        self._targets = tuple(targets)
-        self._current = [0.0] * len(self._targets)
-        self._total = sum(t.weight for t in self._targets)
+    def __init__(
+        self, states: Sequence[DeploymentState], *, clock: Clock, rng: random.Random | None = None
+    ) -> None:
+        if not states:
+            raise ValueError("a balancer needs at least one deployment")
+        self._states = tuple(states)
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
 
     @property
-    def targets(self) -> tuple[Target, ...]:
-        return self._targets
+    def deployments(self) -> tuple[DeploymentState, ...]:
+        return self._states
 
-    def pick(self) -> Target:
-        targets = self._targets
-        if len(targets) == 1:
-            return targets[0]
-        current = self._current
-        best = 0
-        for i, t in enumerate(targets):
-            current[i] += t.weight
-            if current[i] > current[best]:
-                best = i
-        current[best] -= self._total
-        return targets[best]
+    def has_alternative(self, exclude: set[str] | frozenset[str]) -> bool:
+        """Is a deployment outside ``exclude`` available now?"""
+        return any(s.id not in exclude and s.available() for s in self._states)
+
+    def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> DeploymentState | None:
+        states = self._states
+        if len(states) == 1:
+            return states[0] if states[0].available() else None
+        candidates = [s for s in states if s.id not in exclude and s.available()]
+        if not candidates:
+            candidates = [s for s in states if s.available()]
+            if not candidates:
+                return None
+        if len(candidates) == 1:
+            return candidates[0]
+        a, b = self._two(candidates)
+        return a if a.cost() <= b.cost() else b
+
+    def _two(self, candidates: list[DeploymentState]) -> tuple[DeploymentState, DeploymentState]:
+        rng = self._rng
+        weights = [c.weight for c in candidates]
+        if len(set(weights)) == 1:
+            a, b = rng.sample(candidates, 2)
+            return a, b
+        a = rng.choices(candidates, weights)[0]
+        rest = [c for c in candidates if c is not a]
+        b = rng.choices(rest, [c.weight for c in rest])[0]
+        return a, b
 
     async def __call__(self, req: Request) -> Response | StreamResponse:
-        target = self.pick()
-        req.meta["deployment"] = target.id
-        return await target.handler(req)
+        exclude = req.meta.get("exclude", frozenset())
+        state = self.pick(exclude)
+        if state is None:
+            soonest = [s.breaker.retry_after() for s in self._states if s.breaker is not None]
+            waits = [w for w in soonest if w is not None]
+            raise CircuitOpen(
+                f"model group {req.model!r}: every deployment's circuit breaker is open",
+                deployment=self._states[0].id if len(self._states) == 1 else None,
+                retry_after=min(waits) if waits else None,
+            )
+        req.meta["deployment"] = state.id
+        clock = self._clock
+        start = clock.now()
+        state.outstanding += 1
+        try:
+            result = await state.handler(req)
+        except UpstreamFailure as exc:
+            state.outstanding -= 1
+            if not isinstance(exc, CircuitOpen):
+                state.observe(clock.now() - start, exc.error_class != "rate_limited")
+            raise
+        except BaseException:
+            state.outstanding -= 1
+            raise
+        state.observe(clock.now() - start, False)
+        if isinstance(result, StreamResponse):
+            return StreamResponse(result.chunks, headers=result.headers, close=_release(state, result))
+        state.outstanding -= 1
+        return result
+
+
+def _release(state: DeploymentState, stream: StreamResponse) -> Any:
+    async def close() -> None:
+        state.outstanding -= 1
+        await stream.aclose()
+
+    return close

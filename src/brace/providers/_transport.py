@@ -43,7 +43,9 @@ def make_session() -> aiohttp.ClientSession:
 
 
 def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read)
+    """Transport-level limits only: connect and a whole attempt.  First-token and
+    stall timeouts (and the request deadline) are enforced by the attempt policy."""
+    return aiohttp.ClientTimeout(total=t.total, connect=t.connect)
 
 
 def transport_error(exc: BaseException, *, deployment: str, phase: str) -> UpstreamFailure:

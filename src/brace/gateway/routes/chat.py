@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...errors import BadRequest, BraceError
 from ...stack import Request
-from .._http import error_response, read_json, render, request_id
+from .._http import dispatch, error_response, read_json, request_id
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -51,23 +51,15 @@ def check_chat_body(body: dict[str, Any]) -> tuple[str, bool]:
 
 def setup(app: web.Application, gateway: Gateway) -> None:
     limit = gateway.config.server.max_body_bytes
-    engine = gateway.engine
 
     async def chat_completions(request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
         try:
             body = await read_json(request, limit)
             model, stream = check_chat_body(body)
-            handler = engine.handler(model)
-            req = Request("chat", model, body, stream, rid)
-            result = await handler(req)
-            headers = {"x-request-id": rid}
-            deployment = req.meta.get("deployment")
-            if deployment:
-                headers["x-brace-deployment"] = deployment
-            return await render(request, result, headers)
         except BraceError as exc:
             return error_response(exc, rid)
+        return await dispatch(request, gateway, Request("chat", model, body, stream, rid))
 
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...errors import BadRequest, BraceError
 from ...stack import Request
-from .._http import error_response, read_json, render, request_id
+from .._http import dispatch, error_response, read_json, request_id
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -18,7 +18,6 @@ __all__ = ["setup"]
 
 def setup(app: web.Application, gateway: Gateway) -> None:
     limit = gateway.config.server.max_body_bytes
-    engine = gateway.engine
 
     async def embeddings(request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
@@ -35,16 +34,9 @@ def setup(app: web.Application, gateway: Gateway) -> None:
                     "'input' is required: a string, or a non-empty array of strings or token arrays",
                     param="input",
                 )
-            handler = engine.handler(model)
-            req = Request("embeddings", model, body, False, rid)
-            result = await handler(req)
-            headers = {"x-request-id": rid}
-            deployment = req.meta.get("deployment")
-            if deployment:
-                headers["x-brace-deployment"] = deployment
-            return await render(request, result, headers)
         except BraceError as exc:
             return error_response(exc, rid)
+        return await dispatch(request, gateway, Request("embeddings", model, body, False, rid))
 
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)

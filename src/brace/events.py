@@ -1,0 +1,99 @@
+"""Small typed events that policies emit; telemetry subscribes.
+
+The hot path never waits on a subscriber: :meth:`EventBus.emit` calls each
+subscriber synchronously and a subscriber must only record (append to a bounded
+buffer, bump a counter).  A subscriber that raises is counted in
+:attr:`EventBus.errors` and never breaks a request.  With no subscriber, ``emit``
+costs one truth test.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "AttemptEnded",
+    "BreakerChanged",
+    "Event",
+    "EventBus",
+    "FellBack",
+    "Hedged",
+    "Retried",
+]
+
+log = logging.getLogger("brace.events")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    """One call to one deployment ended (``error_class`` is ``None`` on success)."""
+
+    request_id: str
+    group: str
+    deployment: str
+    error_class: str | None
+    status: int | None
+    duration: float
+    hedge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Retried:
+    request_id: str
+    group: str
+    deployment: str
+    error_class: str
+    delay: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class FellBack:
+    request_id: str
+    from_group: str
+    to_group: str
+    error_class: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hedged:
+    request_id: str
+    group: str
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChanged:
+    deployment: str
+    old: str
+    new: str
+    open_for: float | None = None
+
+
+Event = AttemptEnded | Retried | FellBack | Hedged | BreakerChanged
+
+
+class EventBus:
+    __slots__ = ("_subscribers", "errors")
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[Event], None]] = []
+        self.errors = 0
+
+    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        """Add a subscriber; returns a function that removes it."""
+        self._subscribers.append(fn)
+        return lambda: self._subscribers.remove(fn)
+
+    def emit(self, event: Event) -> None:
+        if not self._subscribers:
+            return
+        for fn in self._subscribers:
+            try:
+                fn(event)
+            except Exception:  # a broken subscriber must never break a request
+                self.errors += 1
+                if self.errors <= 10:
+                    log.exception("event subscriber %r failed", fn)

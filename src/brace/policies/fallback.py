@@ -1,0 +1,83 @@
+"""Fallback chains between model groups, by error class, under one deadline.
+
+When a group fails (after its own retries), its ``fallbacks`` rules are tried in
+order: a rule whose ``on`` classes include the failure's class sends the request to
+the rule's target group — to that group's core stack (retry, hedge, balance), not to
+its own fallbacks: chains are explicit, listed on the group that starts them, and
+bounded by ``max_fallbacks`` hops.  Typical rules: context window exceeded → a
+larger-context group; content filtered → another provider; ``unavailable``
+(rate limited, overloaded, down) → the next group.
+
+The deadline covers every hop: no hop starts once it has passed.  The response
+records the hop in ``request.meta["fallback"]`` (the gateway's ``x-brace-fallback``
+header); when everything fails, :class:`~brace.errors.AttemptsExhausted` names every
+attempt of every group and its cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..clock import Clock
+from ..config import FallbackRule
+from ..errors import AttemptsExhausted, UpstreamFailure
+from ..events import EventBus, FellBack
+from ..stack import Handler, Request, Response, StreamResponse
+
+__all__ = ["FallbackPolicy"]
+
+
+def _flatten(exc: UpstreamFailure) -> list[UpstreamFailure]:
+    return list(exc.failures) if isinstance(exc, AttemptsExhausted) else [exc]
+
+
+class FallbackPolicy:
+    def __init__(
+        self,
+        group: str,
+        rules: Sequence[FallbackRule],
+        targets: Mapping[str, Handler],
+        *,
+        max_hops: int,
+        clock: Clock,
+        events: EventBus,
+    ) -> None:
+        self._group = group
+        self._rules = [(r.to, r.classes) for r in rules]
+        self._targets = targets
+        self._max_hops = max_hops
+        self._clock = clock
+        self._events = events
+
+    def wrap(self, inner: Handler) -> Handler:
+        if not self._rules or self._max_hops == 0:
+            return inner
+
+        async def fallback(req: Request) -> Response | StreamResponse:
+            try:
+                return await inner(req)
+            except UpstreamFailure as first:
+                exc = first
+            failures = _flatten(exc)
+            hops: list[str] = [self._group]
+            for to, classes in self._rules:
+                if len(hops) > self._max_hops:
+                    break
+                if exc.error_class not in classes:
+                    continue
+                if req.deadline is not None and self._clock.now() >= req.deadline:
+                    break
+                self._events.emit(FellBack(req.request_id, hops[-1], to, exc.error_class))
+                hops.append(to)
+                req.meta["fallback"] = hops.copy()
+                req.meta.pop("exclude", None)
+                try:
+                    return await self._targets[to](req)
+                except UpstreamFailure as nxt:
+                    exc = nxt
+                    failures.extend(_flatten(nxt))
+            if len(failures) == 1:
+                raise failures[0]
+            raise AttemptsExhausted(failures)
+
+        return fallback

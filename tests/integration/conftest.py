@@ -1,0 +1,88 @@
+"""Fixtures that run real servers on loopback ports.
+
+Servers (``brace mock``, the gateway, small recording upstreams) run on their own
+event loop in a background thread, so that tests can use both the sync and the
+async ``openai`` SDK against them over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp import web
+
+from brace.config import BraceConfig, parse_config
+from brace.gateway import Gateway
+
+T = TypeVar("T")
+
+
+class ServerThread:
+    """An event loop in a thread that hosts servers for one test module."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._cleanups: list[Callable[[], Awaitable[None]]] = []
+
+    def call(self, coro: Awaitable[T], timeout: float = 30) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        return fut.result(timeout)
+
+    async def _serve_app(self, app: web.Application) -> tuple[web.AppRunner, int]:
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        return runner, port
+
+    def serve_app(self, app: web.Application) -> str:
+        """Serve an aiohttp app; returns its base URL (no trailing slash)."""
+        runner, port = self.call(self._serve_app(app))
+        self._cleanups.append(runner.cleanup)
+        return f"http://127.0.0.1:{port}"
+
+    def mock(self, **config: Any) -> str:
+        """Serve ``brace mock`` with a MockConfig built from ``config``; returns its base URL."""
+        from brace.mock import MockConfig, create_app
+
+        async def build() -> web.Application:
+            return create_app(MockConfig(**config))
+
+        return self.serve_app(self.call(build()))
+
+    def gateway(self, config: BraceConfig | dict[str, Any]) -> tuple[Gateway, str]:
+        cfg = config if isinstance(config, BraceConfig) else parse_config(config, env={})
+
+        async def start() -> tuple[Gateway, int]:
+            gw = Gateway(cfg)
+            return gw, await gw.start(host="127.0.0.1", port=0)
+
+        gw, port = self.call(start())
+        self._cleanups.append(gw.stop)
+        return gw, f"http://127.0.0.1:{port}"
+
+    def close(self) -> None:
+        for cleanup in reversed(self._cleanups):
+            try:
+                self.call(cleanup())
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[ServerThread]:
+    st = ServerThread()
+    try:
+        yield st
+    finally:
+        st.close()
