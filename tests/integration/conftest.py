@@ -8,6 +8,7 @@ async ``openai`` SDK against them over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
@@ -71,10 +72,8 @@ class ServerThread:
 
     def close(self) -> None:
         for cleanup in reversed(self._cleanups):
-            try:
+            with contextlib.suppress(Exception):  # best effort at teardown
                 self.call(cleanup())
-            except Exception:  # noqa: BLE001 - best effort at teardown
-                pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 

@@ -58,7 +58,7 @@ class Recorder:
 
 @pytest.fixture(scope="module")
 def env(servers: ServerThread) -> dict[str, Any]:
-    mock = servers.mock()
+    mock = servers.mock(retry_after_seconds=0.05)
     recorder = Recorder()
     rec_url = servers.serve_app(recorder.app())
 
