@@ -200,9 +200,10 @@ class Stream:
 
     def __next__(self) -> Obj:
         try:
-            return self._client._run(anext(self._iter))
+            chunk: Obj = self._client._run(anext(self._iter))
         except StopAsyncIteration:
             raise StopIteration from None
+        return chunk
 
     def close(self) -> None:
         self._client._run(self._stream.aclose())
@@ -242,7 +243,9 @@ class Client:
     def __init__(self, config: BraceConfig | str | os.PathLike[str] | Mapping[str, Any]) -> None:
         self._async = AsyncClient(config)
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="brace-client", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="brace-client", daemon=True
+        )
         self._thread.start()
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)

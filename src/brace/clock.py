@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Protocol
 
 __all__ = ["Clock", "SystemClock", "TimeoutHandle"]
@@ -50,8 +51,13 @@ class _AsyncioTimeout:
         await self._cm.__aenter__()
         return self
 
-    async def __aexit__(self, et: object, e: object, tb: object) -> bool | None:
-        return await self._cm.__aexit__(et, e, tb)  # type: ignore[arg-type]
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._cm.__aexit__(et, e, tb)
 
     def reset(self, delay: float | None) -> None:
         assert self._loop is not None

@@ -131,8 +131,9 @@ class RetryConfig(_Frozen):
     backoff_max: float = Field(default=5.0, ge=0)
     budget_ratio: float = Field(default=0.2, ge=0, le=10)
     """Retries to a deployment are at most this share of its requests over the window..."""
-    budget_min_retries: int = Field(default=10, ge=0)
-    """...plus this many per window, so that a quiet deployment can still retry."""
+    budget_min_retries_per_second: float = Field(default=10.0, ge=0)
+    """...plus this many per second of the window, so that a quiet deployment (or a
+    cold start) can still retry (Finagle's defaults: 20% and 10/s over 10 s)."""
     budget_window: float = Field(default=10.0, gt=0)
 
 
@@ -161,14 +162,18 @@ class HedgeConfig(_Frozen):
     after: float | Literal["p95"] = "p95"
     """A fixed delay in seconds, or ``p95`` of the group's observed latency."""
     min_after: float = Field(default=0.05, ge=0)
-    """Lower bound of the ``p95`` delay (and its value until enough samples exist)."""
+    """Lower bound of the ``p95`` delay.  Until 20 latencies are known, ``p95`` does not hedge."""
     max_after: float = Field(default=10.0, gt=0)
+
+
+def _unavailable() -> list[ErrorClassName]:
+    return ["unavailable"]
 
 
 class FallbackRule(_Frozen):
     to: str
     """The model group to try next."""
-    on: list[ErrorClassName] = Field(default_factory=lambda: ["unavailable"], min_length=1)
+    on: list[ErrorClassName] = Field(default_factory=_unavailable, min_length=1)
     """Error classes that trigger it; ``unavailable`` stands for rate limited, overloaded,
     server error, timeout, connection error, malformed response and circuit open."""
 
@@ -278,6 +283,9 @@ class ServerConfig(_Frozen):
     shutdown_timeout: float = Field(default=30.0, ge=0)
     """On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests."""
     keepalive_timeout: float = Field(default=75.0, ge=0)
+    admin_key: SecretStr | None = None
+    """Bearer key for the admin API (an environment reference).  Without it the admin
+    API answers only when the gateway listens on a loopback address."""
 
 
 class BraceConfig(_Frozen):
@@ -352,6 +360,13 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
 
 def _check_inline_secrets(raw: Any, source: str) -> None:
     """API keys must be environment references so that config files hold no secret."""
+    server = raw.get("server") if isinstance(raw, dict) else None
+    admin = server.get("admin_key") if isinstance(server, dict) else None
+    if isinstance(admin, str) and not _ENV_REF.fullmatch(admin.strip()):
+        raise ConfigError(
+            f"{source}: server.admin_key: write an environment reference such as "
+            "${BRACE_ADMIN_KEY}, not the key itself"
+        )
     models = raw.get("models") if isinstance(raw, dict) else None
     if not isinstance(models, dict):
         return

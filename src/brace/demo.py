@@ -71,7 +71,6 @@ async def start_demo_upstream() -> tuple[web.AppRunner, int]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert server is not None
-    port = int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    return runner, port
+    sockets = getattr(site._server, "sockets", None)
+    assert sockets, "the demo upstream is not listening"
+    return runner, int(sockets[0].getsockname()[1])

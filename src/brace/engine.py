@@ -106,15 +106,16 @@ class Engine:
             layers.append(AttemptPolicy(d.id, name, d.timeouts, clock=clock, events=events))
             handler = build_stack(make_provider(d, session), layers)
             states.append(DeploymentState(d.id, handler, weight=d.weight, breaker=breaker))
-        balancer = Balancer(states, clock=clock, rng=random.Random(self.rng.random()))
         budget = RetryBudget(group.retry, clock=clock)
+        balancer = Balancer(
+            states, clock=clock, rng=random.Random(self.rng.random()), budget=budget
+        )
         self._balancers[name] = balancer
         self._budgets[name] = budget
         core: list[Policy] = [
             RetryPolicy(
                 name,
                 group.retry,
-                budget,
                 has_alternative=balancer.has_alternative,
                 clock=clock,
                 events=events,
@@ -126,7 +127,6 @@ class Engine:
                 HedgePolicy(
                     name,
                     group.hedge,
-                    budget,
                     has_alternative=balancer.has_alternative,
                     clock=clock,
                     events=events,

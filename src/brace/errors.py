@@ -28,6 +28,7 @@ from runtime failures; vendor errors are mapped at the provider boundary
         ├── UpstreamNotFound         404 the upstream does not know the model or path
         ├── CircuitOpen              503 Brace's breaker for the deployment is open (not sent)
         ├── DeadlineExceeded         504 the request's one deadline passed (queue + retries + fallbacks)
+        ├── RetryBudgetExhausted     503 a retry or hedge found no deployment with retry budget left
         └── AttemptsExhausted        every attempt failed: carries each attempt's failure, in order;
                                      its status is the last failure's (429/503 keep ``retry-after``)
 
@@ -42,8 +43,8 @@ from typing import Any, ClassVar
 import orjson
 
 __all__ = [
-    "BadRequest",
     "AttemptsExhausted",
+    "BadRequest",
     "BraceError",
     "CircuitOpen",
     "ConfigError",
@@ -56,6 +57,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "RequestError",
+    "RetryBudgetExhausted",
     "ServerError",
     "UpstreamAuthError",
     "UpstreamBadRequest",
@@ -298,6 +300,17 @@ class DeadlineExceeded(UpstreamFailure):
     type = "timeout_error"
     code = "deadline_exceeded"
     error_class = "deadline_exceeded"
+    retryable = False
+
+
+class RetryBudgetExhausted(UpstreamFailure):
+    """No deployment may take another retry (or hedge) now: their retry budgets are
+    spent.  The retry policy then returns the failure that prompted the retry."""
+
+    status = 503
+    type = "overloaded_error"
+    code = "retry_budget_exhausted"
+    error_class = "retry_budget_exhausted"
     retryable = False
 
 

@@ -118,14 +118,20 @@ class _FakeTimeout:
         return self._expired
 
 
-def ok_response(content: str = "ok", *, model: str = "fake", usage: dict[str, int] | None = None) -> Response:
+def ok_response(
+    content: str = "ok", *, model: str = "fake", usage: dict[str, int] | None = None
+) -> Response:
     body = {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": 0,
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
         ],
         "usage": usage or {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
@@ -143,7 +149,11 @@ def ok_stream(pieces: Sequence[str] = ("o", "k"), *, model: str = "fake") -> Str
                     "created": 0,
                     "model": model,
                     "choices": [
-                        {"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if last else None}
+                        {
+                            "index": 0,
+                            "delta": {"content": piece},
+                            "finish_reason": "stop" if last else None,
+                        }
                     ],
                 }
             )
@@ -155,7 +165,9 @@ class ScriptedProvider:
     """A provider that answers from a script: each item is a Response,
     StreamResponse, an exception to raise, or a callable taking the request."""
 
-    def __init__(self, script: Iterable[Any], *, id: str = "fake", repeat_last: bool = True) -> None:
+    def __init__(
+        self, script: Iterable[Any], *, id: str = "fake", repeat_last: bool = True
+    ) -> None:
         self.id = id
         self._script = list(script)
         self._repeat_last = repeat_last
@@ -165,7 +177,11 @@ class ScriptedProvider:
         self.calls.append(req)
         if not self._script:
             raise AssertionError(f"ScriptedProvider {self.id}: script exhausted")
-        item = self._script[0] if (self._repeat_last and len(self._script) == 1) else self._script.pop(0)
+        item = (
+            self._script[0]
+            if (self._repeat_last and len(self._script) == 1)
+            else self._script.pop(0)
+        )
         if callable(item) and not isinstance(item, Response | StreamResponse):
             item = item(req)
             if asyncio.iscoroutine(item):

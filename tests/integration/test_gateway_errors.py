@@ -40,8 +40,15 @@ class Recorder:
             await resp.prepare(request)
             try:
                 for i in range(1000):
-                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
-                             "choices": [{"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}]}
+                    chunk = {
+                        "id": "c",
+                        "object": "chat.completion.chunk",
+                        "created": 1,
+                        "model": body["model"],
+                        "choices": [
+                            {"index": 0, "delta": {"content": f"w{i} "}, "finish_reason": None}
+                        ],
+                    }
                     await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                     self.stream_started.set()
                     await asyncio.sleep(0.01)
@@ -50,9 +57,20 @@ class Recorder:
                 raise
             return resp
         return web.json_response(
-            {"id": "x", "object": "chat.completion", "created": 1, "model": body["model"],
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "ok"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
         )
 
 
@@ -79,11 +97,20 @@ def env(servers: ServerThread) -> dict[str, Any]:
                 "malformed": dep("malformed"),
                 "truncated": dep("truncate"),
                 "reset": dep("reset"),
-                "refused": {"deployments": [{"provider": "mock", "model": "m", "base_url": "http://127.0.0.1:9/v1"}]},
+                "refused": {
+                    "deployments": [
+                        {"provider": "mock", "model": "m", "base_url": "http://127.0.0.1:9/v1"}
+                    ]
+                },
                 "record": {
                     "deployments": [
-                        {"provider": "openai", "model": "upstream-model", "base_url": f"{rec_url}/v1",
-                         "api_key": "${SECRET_KEY:-sk-test-secret}", "headers": {"x-extra": "1"}}
+                        {
+                            "provider": "openai",
+                            "model": "upstream-model",
+                            "base_url": f"{rec_url}/v1",
+                            "api_key": "${SECRET_KEY:-sk-test-secret}",
+                            "headers": {"x-extra": "1"},
+                        }
                     ]
                 },
             },
@@ -92,8 +119,13 @@ def env(servers: ServerThread) -> dict[str, Any]:
     return {"url": url, "recorder": recorder}
 
 
-async def post(url: str, data: bytes | str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
-    async with aiohttp.ClientSession() as s, s.post(url, data=data, headers=headers or {"Content-Type": "application/json"}) as r:
+async def post(
+    url: str, data: bytes | str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(url, data=data, headers=headers or {"Content-Type": "application/json"}) as r,
+    ):
         raw = await r.read()
         return r.status, orjson.loads(raw), {k.lower(): v for k, v in r.headers.items()}
 
@@ -115,13 +147,35 @@ def assert_openai_error(body: dict[str, Any]) -> dict[str, Any]:
         (b'{"model": "chat"}', 400, "messages", "'messages' is required"),
         (b'{"model": "chat", "messages": []}', 400, "messages", "non-empty"),
         (b'{"model": "chat", "messages": ["hi"]}', 400, "messages[0]", "must be an object"),
-        (b'{"model": "chat", "messages": [{"content": "x"}]}', 400, "messages[0].role", "role is required"),
-        (b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}', 400, "stream", "true or false"),
-        (b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', 400, "max_tokens", "positive integer"),
-        (b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}', 404, "model", "not configured"),
+        (
+            b'{"model": "chat", "messages": [{"content": "x"}]}',
+            400,
+            "messages[0].role",
+            "role is required",
+        ),
+        (
+            b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            400,
+            "stream",
+            "true or false",
+        ),
+        (
+            b'{"model": "chat", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
+            400,
+            "max_tokens",
+            "positive integer",
+        ),
+        (
+            b'{"model": "nope", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "model",
+            "not configured",
+        ),
     ],
 )
-async def test_bad_input_is_openai_shaped(env: dict[str, Any], data: bytes, status: int, param: str | None, fragment: str) -> None:
+async def test_bad_input_is_openai_shaped(
+    env: dict[str, Any], data: bytes, status: int, param: str | None, fragment: str
+) -> None:
     code, body, headers = await post(f"{env['url']}/v1/chat/completions", data)
     assert code == status
     err = assert_openai_error(body)
@@ -142,7 +196,10 @@ async def test_chunked_body_over_limit_is_413(env: dict[str, Any]) -> None:
         for _ in range(10):
             yield b"x" * 1000
 
-    async with aiohttp.ClientSession() as s, s.post(f"{env['url']}/v1/chat/completions", data=gen()) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"{env['url']}/v1/chat/completions", data=gen()) as r,
+    ):
         assert r.status == 413
         assert_openai_error(await r.json())
 
@@ -181,8 +238,12 @@ async def test_health_and_ready(env: dict[str, Any]) -> None:
         ("refused", 502, "upstream_connection_error"),
     ],
 )
-async def test_upstream_failures_map_to_clear_errors(env: dict[str, Any], model: str, status: int, code: str) -> None:
-    got, body, headers = await post(f"{env['url']}/v1/chat/completions", orjson.dumps({**CHAT, "model": model}))
+async def test_upstream_failures_map_to_clear_errors(
+    env: dict[str, Any], model: str, status: int, code: str
+) -> None:
+    got, body, headers = await post(
+        f"{env['url']}/v1/chat/completions", orjson.dumps({**CHAT, "model": model})
+    )
     assert got == status
     err = assert_openai_error(body)
     assert err["code"] == code
@@ -195,23 +256,30 @@ async def test_upstream_failures_map_to_clear_errors(env: dict[str, Any], model:
 async def test_stream_failure_before_first_chunk_has_real_status(env: dict[str, Any]) -> None:
     client = openai.AsyncOpenAI(base_url=f"{env['url']}/v1", api_key="x", max_retries=0)
     with pytest.raises(openai.APIStatusError) as info:
-        await client.chat.completions.create(model="down503", messages=CHAT["messages"], stream=True)  # type: ignore[call-overload]
+        await client.chat.completions.create(
+            model="down503", messages=CHAT["messages"], stream=True
+        )  # type: ignore[call-overload]
     assert info.value.status_code == 503
 
 
 async def test_truncated_stream_ends_with_sse_error_event(env: dict[str, Any]) -> None:
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{env['url']}/v1/chat/completions", json={**CHAT, "model": "truncated", "stream": True}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{env['url']}/v1/chat/completions", json={**CHAT, "model": "truncated", "stream": True}
+        ) as r,
+    ):
         assert r.status == 200
         text = (await r.read()).decode()
-    events = [e[len("data: "):] for e in text.strip().split("\n\n")]
+    events = [e[len("data: ") :] for e in text.strip().split("\n\n")]
     assert "[DONE]" not in events
     last = orjson.loads(events[-1])
     assert last["error"]["code"] == "upstream_malformed_response"
     # and the SDK surfaces it as an error, not a silent truncation
     client = openai.AsyncOpenAI(base_url=f"{env['url']}/v1", api_key="x", max_retries=0)
-    stream = await client.chat.completions.create(model="truncated", messages=CHAT["messages"], stream=True)  # type: ignore[call-overload]
+    stream = await client.chat.completions.create(
+        model="truncated", messages=CHAT["messages"], stream=True
+    )  # type: ignore[call-overload]
     with pytest.raises(openai.APIError):
         async for _ in stream:
             pass
@@ -223,19 +291,33 @@ async def test_passthrough_fidelity_and_credentials(env: dict[str, Any]) -> None
         "model": "record",
         "messages": [
             {"role": "system", "content": "be brief"},
-            {"role": "user", "content": [
-                {"type": "text", "text": "look"},
-                {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png", "detail": "low"}},
-                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "https://example.invalid/cat.png", "detail": "low"},
+                    },
+                    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                ],
+            },
         ],
-        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
-        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+        "tools": [
+            {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        ],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object"}},
+        },
         "some_future_field": {"nested": [1, 2, 3]},
         "temperature": 0.2,
     }
-    code, res, _ = await post(f"{env['url']}/v1/chat/completions", orjson.dumps(body),
-                              headers={"Content-Type": "application/json", "Authorization": "Bearer client-key"})
+    code, res, _ = await post(
+        f"{env['url']}/v1/chat/completions",
+        orjson.dumps(body),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer client-key"},
+    )
     assert code == 200 and res["choices"][0]["message"]["content"] == "ok"
     sent = rec.bodies[-1]
     assert sent == {**body, "model": "upstream-model"}
@@ -250,7 +332,9 @@ async def test_client_disconnect_mid_stream_cancels_upstream(env: dict[str, Any]
     rec.cancelled.clear()
     rec.stream_started.clear()
     async with aiohttp.ClientSession() as s:
-        r = await s.post(f"{env['url']}/v1/chat/completions", json={**CHAT, "model": "record", "stream": True})
+        r = await s.post(
+            f"{env['url']}/v1/chat/completions", json={**CHAT, "model": "record", "stream": True}
+        )
         assert r.status == 200
         await r.content.readuntil(b"\n\n")
         r.close()  # hang up mid-stream

@@ -37,11 +37,23 @@ def base(servers: ServerThread) -> str:
             "models": {
                 "chat": {
                     "deployments": [
-                        {"provider": "mock", "name": "a", "model": "mock-a", "base_url": f"{mock}/v1"},
-                        {"provider": "mock", "name": "b", "model": "mock-b", "base_url": f"{mock}/v1"},
+                        {
+                            "provider": "mock",
+                            "name": "a",
+                            "model": "mock-a",
+                            "base_url": f"{mock}/v1",
+                        },
+                        {
+                            "provider": "mock",
+                            "name": "b",
+                            "model": "mock-b",
+                            "base_url": f"{mock}/v1",
+                        },
                     ]
                 },
-                "embed": {"deployments": [{"provider": "mock", "model": "emb", "base_url": f"{mock}/v1"}]},
+                "embed": {
+                    "deployments": [{"provider": "mock", "model": "emb", "base_url": f"{mock}/v1"}]
+                },
             }
         }
     )
@@ -72,7 +84,9 @@ def test_sync_json(client: openai.OpenAI) -> None:
 
 async def test_concurrent_load_spreads_over_both_deployments(aclient: openai.AsyncOpenAI) -> None:
     async def one() -> str:
-        res = await aclient.chat.completions.with_raw_response.create(model="chat", messages=MESSAGES)
+        res = await aclient.chat.completions.with_raw_response.create(
+            model="chat", messages=MESSAGES
+        )
         return res.headers["x-brace-deployment"]
 
     served = await asyncio.gather(*(one() for _ in range(32)))
@@ -87,7 +101,9 @@ def test_request_id_is_echoed(client: openai.OpenAI) -> None:
 
 
 async def test_async_json(aclient: openai.AsyncOpenAI) -> None:
-    completion = await aclient.chat.completions.create(model="chat", messages=MESSAGES, max_tokens=50)
+    completion = await aclient.chat.completions.create(
+        model="chat", messages=MESSAGES, max_tokens=50
+    )
     assert completion.choices[0].message.content
 
 
@@ -149,7 +165,10 @@ def test_json_schema(client: openai.OpenAI) -> None:
     completion = client.chat.completions.create(
         model="chat",
         messages=MESSAGES,
-        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": schema, "strict": True},
+        },
     )
     data = json.loads(completion.choices[0].message.content or "")
     assert isinstance(data["name"], str) and isinstance(data["age"], int)
@@ -170,7 +189,10 @@ def test_multimodal_parts_accepted(client: openai.OpenAI) -> None:
                 "role": "user",
                 "content": [
                     {"type": "text", "text": "what is in this image?"},
-                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+                    },
                     {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
                 ],
             }

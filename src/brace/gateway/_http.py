@@ -98,16 +98,15 @@ def _timeout_hint(request: web.Request) -> float | None:
         value = float(raw)
     except ValueError:
         raise BadRequest(
-            f"x-brace-timeout must be a number of seconds (got {raw[:40]!r})", param="x-brace-timeout"
+            f"x-brace-timeout must be a number of seconds (got {raw[:40]!r})",
+            param="x-brace-timeout",
         ) from None
     if not value > 0:
         raise BadRequest("x-brace-timeout must be greater than 0", param="x-brace-timeout")
     return value
 
 
-async def dispatch(
-    request: web.Request, gateway: Gateway, req: Request
-) -> web.StreamResponse:
+async def dispatch(request: web.Request, gateway: Gateway, req: Request) -> web.StreamResponse:
     """Run ``req`` through its group's stack and render the result or the error."""
     try:
         timeout = _timeout_hint(request)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..config import BraceConfig
 from ..engine import Engine
-from .routes import chat, embeddings, models
+from .routes import admin, chat, embeddings, models
 
 __all__ = ["Gateway"]
 
@@ -45,6 +45,7 @@ class Gateway:
         chat.setup(app, self)
         embeddings.setup(app, self)
         models.setup(app, self)
+        admin.setup(app, self)
         models.setup_fallback(app)
         return app
 

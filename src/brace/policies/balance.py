@@ -7,12 +7,20 @@ attempt it picks one deployment and calls that deployment's own stack
 1. **health**: deployments whose breaker lets nothing through are skipped, and so
    are those that already failed this request (``request.meta["exclude"]``) when
    another one is available;
+   a retry or a hedge (``request.meta["retry"]`` / ``["hedge"]``) only goes to a
+   deployment whose :class:`~brace.policies.retry.RetryBudget` has room, and is
+   charged to it — so retries to a sick deployment stay capped, while retries that
+   move to a healthy one are cheap; a first attempt is deposited in the budget of
+   the deployment it goes to;
 2. **power of two choices**: two candidates are drawn at random in proportion to
    their weights, and the one with the lower cost wins, where
-   ``cost = (outstanding + 1) × EWMA latency × (1 + 10 × EWMA error rate) / weight``.
+   ``cost = (outstanding + 1) × EWMA latency / weight``.
 
-Outstanding counts attempts in flight (a stream until it is closed); the EWMAs
-are updated from every attempt.  The randomness is injected (``rng``).
+Outstanding counts attempts in flight (a stream until it is closed).  The latency
+EWMA learns from successful attempts only: a deployment that fails fast must not
+look fast.  Failures are the breaker's business — it needs the volume to judge,
+so the balancer does not starve a failing deployment before its breaker decides.
+The EWMA error rate is kept for the admin API.  The randomness is injected (``rng``).
 """
 
 from __future__ import annotations
@@ -22,11 +30,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
-from ..errors import CircuitOpen, UpstreamFailure
+from ..errors import CircuitOpen, RetryBudgetExhausted, UpstreamFailure
 from ..stack import Handler, Request, Response, StreamResponse
 
 if TYPE_CHECKING:
     from .breaker import CircuitBreaker
+    from .retry import RetryBudget
 
 __all__ = ["Balancer", "DeploymentState"]
 
@@ -59,15 +68,11 @@ class DeploymentState:
         return self.breaker is None or self.breaker.available()
 
     def cost(self) -> float:
-        return (
-            (self.outstanding + 1)
-            * max(self.latency, _MIN_LATENCY)
-            * (1.0 + 10.0 * self.errors)
-            / self.weight
-        )
+        return (self.outstanding + 1) * max(self.latency, _MIN_LATENCY) / self.weight
 
     def observe(self, duration: float, failed: bool) -> None:
-        self.latency += _ALPHA * (duration - self.latency)
+        if not failed:
+            self.latency += _ALPHA * (duration - self.latency)
         self.errors += _ALPHA * ((1.0 if failed else 0.0) - self.errors)
 
     def snapshot(self) -> dict[str, Any]:
@@ -82,16 +87,22 @@ class DeploymentState:
 
 
 class Balancer:
-    __slots__ = ("_clock", "_rng", "_states")
+    __slots__ = ("_budget", "_clock", "_rng", "_states")
 
     def __init__(
-        self, states: Sequence[DeploymentState], *, clock: Clock, rng: random.Random | None = None
+        self,
+        states: Sequence[DeploymentState],
+        *,
+        clock: Clock,
+        rng: random.Random | None = None,
+        budget: RetryBudget | None = None,
     ) -> None:
         if not states:
             raise ValueError("a balancer needs at least one deployment")
         self._states = tuple(states)
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
+        self._budget = budget
 
     @property
     def deployments(self) -> tuple[DeploymentState, ...]:
@@ -101,13 +112,30 @@ class Balancer:
         """Is a deployment outside ``exclude`` available now?"""
         return any(s.id not in exclude and s.available() for s in self._states)
 
-    def pick(self, exclude: set[str] | frozenset[str] = frozenset()) -> DeploymentState | None:
+    def pick(
+        self,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        budget: RetryBudget | None = None,
+    ) -> DeploymentState | None:
+        """The deployment for the next attempt; ``budget``: only those with retry budget."""
         states = self._states
         if len(states) == 1:
-            return states[0] if states[0].available() else None
-        candidates = [s for s in states if s.id not in exclude and s.available()]
+            only = states[0]
+            ok = only.available() and (budget is None or budget.can_withdraw(only.id))
+            return only if ok else None
+        candidates = [
+            s
+            for s in states
+            if s.id not in exclude
+            and s.available()
+            and (budget is None or budget.can_withdraw(s.id))
+        ]
         if not candidates:
-            candidates = [s for s in states if s.available()]
+            candidates = [
+                s
+                for s in states
+                if s.available() and (budget is None or budget.can_withdraw(s.id))
+            ]
             if not candidates:
                 return None
         if len(candidates) == 1:
@@ -127,9 +155,16 @@ class Balancer:
         return a, b
 
     async def __call__(self, req: Request) -> Response | StreamResponse:
-        exclude = req.meta.get("exclude", frozenset())
-        state = self.pick(exclude)
+        meta = req.meta
+        exclude = meta.get("exclude", frozenset())
+        budget = self._budget
+        charged = budget is not None and bool(meta.get("retry") or meta.get("hedge"))
+        state = self.pick(exclude, budget if charged else None)
         if state is None:
+            if charged and any(s.available() for s in self._states):
+                raise RetryBudgetExhausted(
+                    f"model group {req.model!r}: no deployment has retry budget left",
+                )
             soonest = [s.breaker.retry_after() for s in self._states if s.breaker is not None]
             waits = [w for w in soonest if w is not None]
             raise CircuitOpen(
@@ -137,7 +172,12 @@ class Balancer:
                 deployment=self._states[0].id if len(self._states) == 1 else None,
                 retry_after=min(waits) if waits else None,
             )
-        req.meta["deployment"] = state.id
+        meta["deployment"] = state.id
+        if budget is not None:
+            if charged:
+                budget.withdraw(state.id)
+            else:
+                budget.deposit(state.id)
         clock = self._clock
         start = clock.now()
         state.outstanding += 1
@@ -153,7 +193,9 @@ class Balancer:
             raise
         state.observe(clock.now() - start, False)
         if isinstance(result, StreamResponse):
-            return StreamResponse(result.chunks, headers=result.headers, close=_release(state, result))
+            return StreamResponse(
+                result.chunks, headers=result.headers, close=_release(state, result)
+            )
         state.outstanding -= 1
         return result
 

@@ -29,7 +29,9 @@ class DeadlinePolicy:
         async def deadline(req: Request) -> Response | StreamResponse:
             if req.deadline is None:
                 asked = req.meta.get("timeout")
-                budget = min(default, asked) if isinstance(asked, int | float) and asked > 0 else default
+                budget = (
+                    min(default, asked) if isinstance(asked, int | float) and asked > 0 else default
+                )
                 req.deadline = clock.now() + budget
             return await inner(req)
 

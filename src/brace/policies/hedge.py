@@ -4,9 +4,9 @@ After ``hedge.after`` seconds (fixed) or the group's observed p95 latency (``p95
 bounded by ``min_after``/``max_after``), if the first attempt has not answered, a
 second one starts on another deployment.  The first to answer wins (for a stream:
 the first to deliver its first chunk) and the other is cancelled, which closes its
-upstream connection.  A hedge is taken from the retry budget of the slow
-deployment, so hedges cannot become a storm; no other deployment, no budget or no
-time left before the deadline → no hedge.  If one attempt fails while the other
+upstream connection.  A hedge is a retry for the retry budget, so hedges cannot become a storm; no
+other deployment or no time left before the deadline → no hedge.  (The balancer charges the hedge to the
+deployment that receives it; with no budget anywhere the hedge is dropped.)  If one attempt fails while the other
 runs, the other's answer is awaited.
 """
 
@@ -18,10 +18,9 @@ from collections.abc import Callable
 
 from ..clock import Clock
 from ..config import HedgeConfig
-from ..errors import AttemptsExhausted, UpstreamFailure
+from ..errors import AttemptsExhausted, RetryBudgetExhausted, UpstreamFailure
 from ..events import EventBus, Hedged
 from ..stack import Handler, Request, Response, StreamResponse
-from .retry import RetryBudget
 
 __all__ = ["HedgePolicy", "LatencyTracker"]
 
@@ -45,7 +44,7 @@ class LatencyTracker:
         else:
             self._ring[self._count % self._size] = seconds
         self._count += 1
-        if self._count % self._every == 0 or self._p95 is None and self._count >= 20:
+        if self._count % self._every == 0 or (self._p95 is None and self._count >= 20):
             ordered = sorted(self._ring)
             self._p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
@@ -59,7 +58,6 @@ class HedgePolicy:
         self,
         group: str,
         config: HedgeConfig,
-        budget: RetryBudget,
         *,
         has_alternative: Callable[[set[str]], bool],
         clock: Clock,
@@ -68,19 +66,20 @@ class HedgePolicy:
     ) -> None:
         self._group = group
         self._config = config
-        self._budget = budget
         self._has_alternative = has_alternative
         self._clock = clock
         self._events = events
         self.tracker = tracker if tracker is not None else LatencyTracker()
 
-    def delay(self) -> float:
+    def delay(self) -> float | None:
+        """Seconds before hedging; ``None`` while ``p95`` has too few samples (20)."""
         after = self._config.after
         if after != "p95":
             return float(after)
         p95 = self.tracker.p95
-        lo, hi = self._config.min_after, self._config.max_after
-        return lo if p95 is None else min(hi, max(lo, p95))
+        if p95 is None:
+            return None
+        return min(self._config.max_after, max(self._config.min_after, p95))
 
     def wrap(self, inner: Handler) -> Handler:
         clock = self._clock
@@ -93,7 +92,7 @@ class HedgePolicy:
 
         async def hedge(req: Request) -> Response | StreamResponse:
             delay = self.delay()
-            if req.deadline is not None and clock.now() + delay >= req.deadline:
+            if delay is None or (req.deadline is not None and clock.now() + delay >= req.deadline):
                 return await timed(req)
             primary = asyncio.ensure_future(timed(req))
             timer = asyncio.ensure_future(clock.sleep(delay))
@@ -108,7 +107,7 @@ class HedgePolicy:
                 return primary.result()
             slow = req.meta.get("deployment") or ""
             exclude = set(req.meta.get("exclude") or ()) | {slow}
-            if not self._has_alternative(exclude) or not self._budget.try_withdraw(slow):
+            if not self._has_alternative(exclude):
                 return await primary
             second_req = Request(
                 req.operation,
@@ -118,7 +117,12 @@ class HedgePolicy:
                 req.request_id,
                 req.deadline,
                 req.headers,
-                {**req.meta, "exclude": exclude, "hedge": True, "attempts": req.meta.setdefault("attempts", [])},
+                {
+                    **req.meta,
+                    "exclude": exclude,
+                    "hedge": True,
+                    "attempts": req.meta.setdefault("attempts", []),
+                },
             )
             self._events.emit(Hedged(req.request_id, self._group, delay))
             secondary = asyncio.ensure_future(timed(second_req))
@@ -151,6 +155,8 @@ async def _first_success(
                         if isinstance(loser, StreamResponse):
                             await loser.aclose()
                     continue
+                if isinstance(exc, RetryBudgetExhausted) and fut is secondary:
+                    continue  # no budget for the hedge: the primary alone decides
                 if not isinstance(exc, UpstreamFailure):
                     raise exc
                 failures.append(exc)
@@ -165,4 +171,6 @@ async def _first_success(
         for fut in pending:
             with contextlib.suppress(BaseException):
                 await fut
+    if len(failures) == 1:
+        raise failures[0]
     raise AttemptsExhausted(failures)

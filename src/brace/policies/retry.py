@@ -4,10 +4,12 @@ For each failed attempt the policy decides:
 
 1. **whether**: only retryable classes (rate limited, overloaded, server error,
    timeout, connection error, malformed response, circuit open) are retried, at
-   most ``max_attempts`` attempts in all, and only while the failed deployment's
-   :class:`RetryBudget` allows (retries ≤ ``budget_ratio`` × requests + 
-   ``budget_min_retries`` over ``budget_window`` seconds), so a sick upstream is
-   not hammered;
+   most ``max_attempts`` attempts in all, and only to a deployment whose
+   :class:`RetryBudget` has room (retries sent to it ≤ ``budget_ratio`` × its
+   requests + ``budget_min_retries_per_second`` × ``budget_window`` over
+   ``budget_window`` seconds; the balancer
+   enforces it and charges the deployment that takes the retry), so a sick
+   upstream is not hammered while retries that move to a healthy one stay cheap;
 2. **where**: the failed deployment is excluded for this request, so the next
    attempt goes to another available deployment when there is one;
 3. **when**: at once if another deployment takes the retry; otherwise after the
@@ -26,7 +28,7 @@ from collections.abc import Callable
 
 from ..clock import Clock
 from ..config import RetryConfig
-from ..errors import AttemptsExhausted, UpstreamFailure
+from ..errors import AttemptsExhausted, RetryBudgetExhausted, UpstreamFailure
 from ..events import EventBus, Retried
 from ..stack import Handler, Request, Response, StreamResponse
 
@@ -43,7 +45,7 @@ class RetryBudget:
     def __init__(self, config: RetryConfig, *, clock: Clock) -> None:
         self._clock = clock
         self._ratio = config.budget_ratio
-        self._min = config.budget_min_retries
+        self._min = config.budget_min_retries_per_second * config.budget_window
         self._width = config.budget_window / _BUCKETS
         # deployment -> ring of [bucket_index, requests, retries]
         self._ring: dict[str, list[list[float]]] = {}
@@ -72,13 +74,21 @@ class RetryBudget:
         ring, idx = self._bucket(deployment)
         ring[idx % _BUCKETS][1] += 1
 
-    def try_withdraw(self, deployment: str) -> bool:
-        """Take one retry (or hedge) for a failure at ``deployment`` if the budget allows."""
+    def can_withdraw(self, deployment: str) -> bool:
+        """May one more retry (or hedge) be sent to ``deployment`` now?"""
         requests, retries = self._totals(deployment)
-        if retries >= self._ratio * requests + self._min:
-            return False
+        return retries < self._ratio * requests + self._min
+
+    def withdraw(self, deployment: str) -> None:
+        """A retry (or hedge) was sent to ``deployment``."""
         ring, idx = self._bucket(deployment)
         ring[idx % _BUCKETS][2] += 1
+
+    def try_withdraw(self, deployment: str) -> bool:
+        """:meth:`can_withdraw`, and if so :meth:`withdraw`."""
+        if not self.can_withdraw(deployment):
+            return False
+        self.withdraw(deployment)
         return True
 
     def snapshot(self, deployment: str) -> dict[str, float]:
@@ -101,7 +111,6 @@ class RetryPolicy:
         self,
         group: str,
         config: RetryConfig,
-        budget: RetryBudget,
         *,
         has_alternative: Callable[[set[str]], bool],
         clock: Clock,
@@ -110,7 +119,6 @@ class RetryPolicy:
     ) -> None:
         self._group = group
         self._config = config
-        self._budget = budget
         self._has_alternative = has_alternative
         self._clock = clock
         self._events = events
@@ -118,27 +126,26 @@ class RetryPolicy:
 
     def wrap(self, inner: Handler) -> Handler:
         config = self._config
-        budget = self._budget
         clock = self._clock
 
         async def retry(req: Request) -> Response | StreamResponse:
             failures: list[UpstreamFailure] = []
             exclude: set[str] | None = None
             same_deployment_retries = 0
+            meta = req.meta
             for attempt in range(1, config.max_attempts + 1):
+                meta["retry"] = attempt > 1
                 try:
-                    result = await inner(req)
+                    return await inner(req)
+                except RetryBudgetExhausted:
+                    break  # the failure that prompted this retry is the answer
                 except UpstreamFailure as exc:
-                    if attempt == 1 and exc.deployment:
-                        budget.deposit(exc.deployment)
                     failures.append(exc)
                     if not exc.retryable or attempt == config.max_attempts:
                         break
                     dep = exc.deployment or ""
-                    if not budget.try_withdraw(dep):
-                        break
                     if exclude is None:
-                        exclude = req.meta["exclude"] = set()
+                        exclude = meta["exclude"] = set()
                     if dep:
                         exclude.add(dep)
                     if self._has_alternative(exclude):
@@ -157,12 +164,7 @@ class RetryPolicy:
                     )
                     if delay > 0:
                         await clock.sleep(delay)
-                    continue
-                if attempt == 1:
-                    dep = req.meta.get("deployment")
-                    if dep:
-                        budget.deposit(dep)
-                return result
+            meta["retry"] = False
             if len(failures) == 1:
                 raise failures[0]
             raise AttemptsExhausted(failures)
