@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -76,6 +80,54 @@ class ServerThread:
                 self.call(cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+
+class ServerProcess:
+    """Mocks and a gateway in a child process (``_serve.py``): the load generator in
+    the test process then does not share an interpreter lock with the servers."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        root = Path(__file__).resolve().parents[2]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration._serve", json.dumps(spec)],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.close()
+            raise RuntimeError("the server process did not start")
+        info = json.loads(line)
+        self.gateway: str = info["gateway"]
+        self.mocks: dict[str, str] = info["mocks"]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def server_process() -> Iterator[Callable[[dict[str, Any]], ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(spec: dict[str, Any]) -> ServerProcess:
+        sp = ServerProcess(spec)
+        started.append(sp)
+        return sp
+
+    try:
+        yield start
+    finally:
+        for sp in started:
+            sp.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ attempt it picks one deployment and calls that deployment's own stack
    the deployment it goes to;
 2. **power of two choices**: two candidates are drawn at random in proportion to
    their weights, and the one with the lower cost wins, where
-   ``cost = (outstanding + 1) × EWMA latency / weight``.
+   ``cost = (outstanding + 1) × EWMA latency`` (a deployment with no success yet
+   is costed at the mean latency of those that have one).
 
 Outstanding counts attempts in flight (a stream until it is closed).  The latency
 EWMA learns from successful attempts only: a deployment that fails fast must not
@@ -46,7 +47,7 @@ _MIN_LATENCY = 0.001
 class DeploymentState:
     """A deployment as the balancer sees it."""
 
-    __slots__ = ("breaker", "errors", "handler", "id", "latency", "outstanding", "weight")
+    __slots__ = ("breaker", "errors", "handler", "id", "latency", "outstanding", "samples", "weight")
 
     def __init__(
         self,
@@ -62,17 +63,26 @@ class DeploymentState:
         self.breaker = breaker
         self.outstanding = 0
         self.latency = 0.0
+        self.samples = 0
         self.errors = 0.0
 
     def available(self) -> bool:
         return self.breaker is None or self.breaker.available()
 
-    def cost(self) -> float:
-        return (self.outstanding + 1) * max(self.latency, _MIN_LATENCY) / self.weight
+    def cost(self, unknown_latency: float = _MIN_LATENCY) -> float:
+        """Weights act through the random draw, not here (counting them twice would
+        give the heavier deployment everything at equal load)."""
+        latency = self.latency if self.samples else unknown_latency
+        return (self.outstanding + 1) * max(latency, _MIN_LATENCY)
 
-    def observe(self, duration: float, failed: bool) -> None:
-        if not failed:
-            self.latency += _ALPHA * (duration - self.latency)
+    def observe(self, duration: float | None, failed: bool) -> None:
+        """``duration``: a successful attempt's latency; ``None`` for a failure."""
+        if duration is not None:
+            if self.samples == 0:
+                self.latency = duration
+            else:
+                self.latency += _ALPHA * (duration - self.latency)
+            self.samples += 1
         self.errors += _ALPHA * ((1.0 if failed else 0.0) - self.errors)
 
     def snapshot(self) -> dict[str, Any]:
@@ -109,8 +119,15 @@ class Balancer:
         return self._states
 
     def has_alternative(self, exclude: set[str] | frozenset[str]) -> bool:
-        """Is a deployment outside ``exclude`` available now?"""
-        return any(s.id not in exclude and s.available() for s in self._states)
+        """Could a retry or hedge go now to a deployment outside ``exclude`` (available,
+        and with retry budget left)?"""
+        budget = self._budget
+        return any(
+            s.id not in exclude
+            and s.available()
+            and (budget is None or budget.can_withdraw(s.id))
+            for s in self._states
+        )
 
     def pick(
         self,
@@ -141,7 +158,9 @@ class Balancer:
         if len(candidates) == 1:
             return candidates[0]
         a, b = self._two(candidates)
-        return a if a.cost() <= b.cost() else b
+        known = [c.latency for c in candidates if c.samples]
+        unknown = sum(known) / len(known) if known else _MIN_LATENCY
+        return a if a.cost(unknown) <= b.cost(unknown) else b
 
     def _two(self, candidates: list[DeploymentState]) -> tuple[DeploymentState, DeploymentState]:
         rng = self._rng
@@ -186,7 +205,7 @@ class Balancer:
         except UpstreamFailure as exc:
             state.outstanding -= 1
             if not isinstance(exc, CircuitOpen):
-                state.observe(clock.now() - start, exc.error_class != "rate_limited")
+                state.observe(None, exc.error_class != "rate_limited")
             raise
         except BaseException:
             state.outstanding -= 1

@@ -140,7 +140,7 @@ class RetryPolicy:
                 except RetryBudgetExhausted:
                     break  # the failure that prompted this retry is the answer
                 except UpstreamFailure as exc:
-                    failures.append(exc)
+                    failures.extend(exc.failures if isinstance(exc, AttemptsExhausted) else [exc])
                     if not exc.retryable or attempt == config.max_attempts:
                         break
                     dep = exc.deployment or ""
@@ -148,6 +148,8 @@ class RetryPolicy:
                         exclude = meta["exclude"] = set()
                     if dep:
                         exclude.add(dep)
+                    if exc.error_class != "circuit_open" and not self._has_alternative(set()):
+                        break  # no deployment may take a retry now (no budget): do not wait
                     if self._has_alternative(exclude):
                         delay = 0.0
                     else:
