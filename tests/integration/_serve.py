@@ -25,7 +25,9 @@ async def main(spec: dict[str, Any]) -> None:
     runners: list[web.AppRunner] = []
     urls: dict[str, str] = {}
     for name, cfg in spec.get("mocks", {}).items():
-        runner = web.AppRunner(create_app(MockConfig(**cfg)), access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(
+            create_app(MockConfig(**cfg)), access_log=None, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

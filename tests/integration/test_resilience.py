@@ -50,7 +50,7 @@ async def run_load(
             try:
                 res = await create()
                 headers.append(dict(res.headers))
-            except Exception as exc:  # noqa: BLE001 - counted and asserted on
+            except Exception as exc:
                 errors.append(exc)
             latencies.append(time.perf_counter() - start)
 
@@ -131,7 +131,7 @@ async def test_breaker_isolates_a_deployment_that_goes_down_and_readmits_it(
             while time.monotonic() < end:
                 try:
                     await client.chat.completions.create(model="chat", messages=MESSAGES)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     errors.append(exc)
 
         await asyncio.gather(*(worker() for _ in range(8)))
@@ -180,7 +180,13 @@ async def test_stream_stalled_before_first_chunk_fails_over(servers: ServerThrea
             "models": {
                 "chat": {
                     "deployments": [
-                        dep("hung", hung, headers={"x-mock-fault": "hang"}, timeouts={"first_token": 0.3}, weight=100),
+                        dep(
+                            "hung",
+                            hung,
+                            headers={"x-mock-fault": "hang"},
+                            timeouts={"first_token": 0.3},
+                            weight=100,
+                        ),
                         dep("healthy", healthy, weight=0.01),
                     ],
                 }
@@ -188,21 +194,37 @@ async def test_stream_stalled_before_first_chunk_fails_over(servers: ServerThrea
         }
     )
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    raw = await client.chat.completions.with_raw_response.create(model="chat", messages=MESSAGES, stream=True)
+    raw = await client.chat.completions.with_raw_response.create(
+        model="chat", messages=MESSAGES, stream=True
+    )
     chunks = [c async for c in raw.parse()]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert raw.headers["x-brace-deployment"] == "healthy"
     assert raw.headers["x-brace-attempts"] == "2"
 
 
-async def test_stream_stalled_after_first_chunk_ends_with_error_event(servers: ServerThread) -> None:
+async def test_stream_stalled_after_first_chunk_ends_with_error_event(
+    servers: ServerThread,
+) -> None:
     mock = servers.mock(stall_seconds=30)
     _, url = servers.gateway(
-        {"models": {"chat": {"deployments": [dep("s", mock, headers={"x-mock-fault": "stall"}, timeouts={"stall": 0.3})]}}}
+        {
+            "models": {
+                "chat": {
+                    "deployments": [
+                        dep("s", mock, headers={"x-mock-fault": "stall"}, timeouts={"stall": 0.3})
+                    ]
+                }
+            }
+        }
     )
-    async with aiohttp.ClientSession() as s, s.post(
-        f"{url}/v1/chat/completions", json={"model": "chat", "messages": MESSAGES, "stream": True}
-    ) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "chat", "messages": MESSAGES, "stream": True},
+        ) as r,
+    ):
         assert r.status == 200
         events = (await r.read()).decode().strip().split("\n\n")
     assert len(events) >= 2
@@ -230,19 +252,43 @@ class ContextLimited:
         size = sum(len(str(m.get("content", ""))) for m in body["messages"])
         if size > self.limit:
             return web.json_response(
-                {"error": {"message": f"This model's maximum context length is {self.limit} tokens.",
-                           "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}},
+                {
+                    "error": {
+                        "message": f"This model's maximum context length is {self.limit} tokens.",
+                        "type": "invalid_request_error",
+                        "param": "messages",
+                        "code": "context_length_exceeded",
+                    }
+                },
                 status=400,
             )
         if body.get("temperature") == 99:
             return web.json_response(
-                {"error": {"message": "temperature out of range", "type": "invalid_request_error", "param": "temperature", "code": None}},
+                {
+                    "error": {
+                        "message": "temperature out of range",
+                        "type": "invalid_request_error",
+                        "param": "temperature",
+                        "code": None,
+                    }
+                },
                 status=400,
             )
         return web.json_response(
-            {"id": "x", "object": "chat.completion", "created": 1, "model": body["model"],
-             "choices": [{"index": 0, "message": {"role": "assistant", "content": "small"}, "finish_reason": "stop"}],
-             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "small"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
         )
 
 
@@ -257,8 +303,18 @@ async def test_context_window_falls_back_to_larger_group_and_400_is_never_retrie
             "models": {
                 "chat": {
                     "deployments": [
-                        {"provider": "openai", "name": "small-1", "model": "s", "base_url": f"{small_url}/v1"},
-                        {"provider": "openai", "name": "small-2", "model": "s", "base_url": f"{small_url}/v1"},
+                        {
+                            "provider": "openai",
+                            "name": "small-1",
+                            "model": "s",
+                            "base_url": f"{small_url}/v1",
+                        },
+                        {
+                            "provider": "openai",
+                            "name": "small-2",
+                            "model": "s",
+                            "base_url": f"{small_url}/v1",
+                        },
                     ],
                     "fallbacks": [{"to": "chat-large", "on": ["context_window_exceeded"]}],
                 },

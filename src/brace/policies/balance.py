@@ -47,7 +47,16 @@ _MIN_LATENCY = 0.001
 class DeploymentState:
     """A deployment as the balancer sees it."""
 
-    __slots__ = ("breaker", "errors", "handler", "id", "latency", "outstanding", "samples", "weight")
+    __slots__ = (
+        "breaker",
+        "errors",
+        "handler",
+        "id",
+        "latency",
+        "outstanding",
+        "samples",
+        "weight",
+    )
 
     def __init__(
         self,
@@ -123,9 +132,7 @@ class Balancer:
         and with retry budget left)?"""
         budget = self._budget
         return any(
-            s.id not in exclude
-            and s.available()
-            and (budget is None or budget.can_withdraw(s.id))
+            s.id not in exclude and s.available() and (budget is None or budget.can_withdraw(s.id))
             for s in self._states
         )
 
@@ -149,9 +156,7 @@ class Balancer:
         ]
         if not candidates:
             candidates = [
-                s
-                for s in states
-                if s.available() and (budget is None or budget.can_withdraw(s.id))
+                s for s in states if s.available() and (budget is None or budget.can_withdraw(s.id))
             ]
             if not candidates:
                 return None

@@ -162,7 +162,9 @@ class RetryPolicy:
                         if req.deadline is not None and clock.now() + delay >= req.deadline:
                             break
                     self._events.emit(
-                        Retried(req.request_id, self._group, dep, exc.error_class, delay, attempt + 1)
+                        Retried(
+                            req.request_id, self._group, dep, exc.error_class, delay, attempt + 1
+                        )
                     )
                     if delay > 0:
                         await clock.sleep(delay)
