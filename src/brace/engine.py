@@ -117,6 +117,7 @@ class Engine:
                 name,
                 group.retry,
                 has_alternative=balancer.has_alternative,
+                budget_exhausted=balancer.budget_exhausted,
                 clock=clock,
                 events=events,
                 rng=random.Random(self.rng.random()),

@@ -99,7 +99,7 @@ class DeploymentState:
             "id": self.id,
             "weight": self.weight,
             "outstanding": self.outstanding,
-            "ewma_latency_s": round(self.latency, 6),
+            "ewma_latency_s": round(self.latency, 6) if self.samples else None,
             "ewma_error_rate": round(self.errors, 4),
             "breaker": self.breaker.snapshot() if self.breaker is not None else None,
         }
@@ -135,6 +135,14 @@ class Balancer:
             s.id not in exclude and s.available() and (budget is None or budget.can_withdraw(s.id))
             for s in self._states
         )
+
+    def budget_exhausted(self) -> bool:
+        """Are deployments available, but none with retry budget left?"""
+        budget = self._budget
+        if budget is None:
+            return False
+        up = [s for s in self._states if s.available()]
+        return bool(up) and not any(budget.can_withdraw(s.id) for s in up)
 
     def pick(
         self,

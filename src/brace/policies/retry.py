@@ -113,6 +113,7 @@ class RetryPolicy:
         config: RetryConfig,
         *,
         has_alternative: Callable[[set[str]], bool],
+        budget_exhausted: Callable[[], bool] = lambda: False,
         clock: Clock,
         events: EventBus,
         rng: random.Random | None = None,
@@ -120,6 +121,7 @@ class RetryPolicy:
         self._group = group
         self._config = config
         self._has_alternative = has_alternative
+        self._budget_exhausted = budget_exhausted
         self._clock = clock
         self._events = events
         self._rng = rng if rng is not None else random.Random()
@@ -140,16 +142,16 @@ class RetryPolicy:
                 except RetryBudgetExhausted:
                     break  # the failure that prompted this retry is the answer
                 except UpstreamFailure as exc:
-                    failures.extend(exc.failures if isinstance(exc, AttemptsExhausted) else [exc])
-                    if not exc.retryable or attempt == config.max_attempts:
+                    failed = exc.failures if isinstance(exc, AttemptsExhausted) else [exc]
+                    failures.extend(failed)
+                    if not failed[-1].retryable or attempt == config.max_attempts:
                         break
                     dep = exc.deployment or ""
                     if exclude is None:
                         exclude = meta["exclude"] = set()
-                    if dep:
-                        exclude.add(dep)
-                    if exc.error_class != "circuit_open" and not self._has_alternative(set()):
-                        break  # no deployment may take a retry now (no budget): do not wait
+                    exclude.update(f.deployment for f in failed if f.deployment)
+                    if self._budget_exhausted():
+                        break  # deployments are up but none may take a retry: do not wait
                     if self._has_alternative(exclude):
                         delay = 0.0
                     else:
