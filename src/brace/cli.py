@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .config import BraceConfig, load_config
 from .errors import ConfigError
@@ -42,7 +43,7 @@ def _load(path: Path, err: Console) -> BraceConfig:
     try:
         return load_config(path)
     except ConfigError as exc:
-        err.print(f"[bold red]invalid config[/]\n{exc.message}", highlight=False, markup=True)
+        err.print(f"[bold red]invalid config[/]\n{escape(exc.message)}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -64,8 +65,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    err = Console(stderr=True)
-    out = Console()
+    err = Console(stderr=True, soft_wrap=True)
+    out = Console(soft_wrap=True)
     cfg = None if demo else _load(config, err)
 
     async def main() -> None:
@@ -88,16 +89,18 @@ def serve(
             shown_host = host or cfg.server.host
             out.print(
                 f"[bold green]brace[/] gateway listening on http://{shown_host}:{bound}/v1 "
-                f"({len(cfg.models)} models: {', '.join(cfg.models)})",
+                f"({len(cfg.models)} models: {escape(', '.join(cfg.models))})",
                 highlight=False,
             )
             if runner is not None:
                 out.print(
                     "[yellow]demo mode:[/] every model answers from the built-in simulated "
                     "upstream (brace mock). Try:\n"
-                    f"  curl -s http://127.0.0.1:{bound}/v1/chat/completions "
-                    "-H 'content-type: application/json' "
-                    '-d \'{"model":"demo","messages":[{"role":"user","content":"hi"}]}\'',
+                    + escape(
+                        f"  curl -s http://127.0.0.1:{bound}/v1/chat/completions "
+                        "-H 'content-type: application/json' "
+                        '-d \'{"model":"demo","messages":[{"role":"user","content":"hi"}]}\''
+                    ),
                     highlight=False,
                 )
 
@@ -110,22 +113,22 @@ def serve(
     try:
         _run(main())
     except OSError as exc:
-        err.print(f"[bold red]cannot start:[/] {exc.strerror or exc}", highlight=False)
+        err.print(f"[bold red]cannot start:[/] {escape(str(exc.strerror or exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 
 @app.command()
 def check(config: ConfigOpt = Path("brace.yaml")) -> None:
     """Validate a config file and print what it serves (no secret is printed)."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     cfg = _load(config, err)
-    out = Console()
+    out = Console(soft_wrap=True)
     for name, group in cfg.models.items():
-        out.print(f"[bold]{name}[/]", highlight=False)
+        out.print(f"[bold]{escape(name)}[/]", highlight=False)
         for d in group.deployments:
             key = "key set" if d.api_key else "no key"
-            out.print(f"  - {d.id}: {d.preset.wire} wire, {d.url} ({key})", highlight=False)
-    out.print(f"[green]ok[/]: {config}", highlight=False)
+            out.print(escape(f"  - {d.id}: {d.preset.wire} wire, {d.url} ({key})"), highlight=False)
+    out.print(f"[green]ok[/]: {escape(str(config))}", highlight=False)
 
 
 def _register_mock() -> None:

@@ -33,7 +33,7 @@ import orjson
 from .config import BraceConfig, load_config, parse_config
 from .engine import Engine
 from .errors import BadRequest
-from .stack import Operation, Request, Response, StreamResponse
+from .stack import Operation, Request, Response, StreamResponse, frame_payloads
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Obj", "Stream"]
 
@@ -102,8 +102,9 @@ class AsyncStream:
 
     async def _iter(self) -> AsyncIterator[Obj]:
         try:
-            async for chunk in self._stream:
-                yield Obj(orjson.loads(chunk))
+            async for frame in self._stream:
+                for payload in frame_payloads(frame):
+                    yield Obj(orjson.loads(payload))
         finally:
             await self._stream.aclose()
 

@@ -13,7 +13,7 @@ validation model ever wraps a whole body.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -27,6 +27,9 @@ __all__ = [
     "Response",
     "StreamResponse",
     "build_stack",
+    "collect_stream",
+    "frame_payloads",
+    "sse_frame",
 ]
 
 Operation = Literal["chat", "embeddings"]
@@ -70,10 +73,13 @@ class Response:
 
 
 class StreamResponse:
-    """A streamed answer: OpenAI ``chat.completion.chunk`` JSON payloads as bytes.
+    """A streamed answer, as SSE *frames* of OpenAI ``chat.completion.chunk`` events.
 
-    Each item of :attr:`chunks` is one SSE ``data:`` payload without the ``data: ``
-    prefix and without the final ``[DONE]``; whoever renders the stream adds both.
+    Each item of :attr:`chunks` is a frame: one or more complete events, each
+    ``data: {json}\n\n``, as bytes — typically what one network read of the upstream
+    delivered, so that a gateway relays a burst of events with one write.  The
+    final ``data: [DONE]`` is not included; whoever renders the stream adds it.
+    :func:`sse_frame` builds a frame and :func:`frame_payloads` splits one.
     :meth:`aclose` releases the upstream connection and must be called when the
     consumer stops early (client disconnect, error).
     """
@@ -121,12 +127,22 @@ def build_stack(inner: Handler, policies: Sequence[Policy]) -> Handler:
     return handler
 
 
+def sse_frame(payloads: Iterable[bytes]) -> bytes:
+    """A frame of SSE events from JSON payloads."""
+    return b"".join([b"data: " + p + b"\n\n" for p in payloads])
+
+
+def frame_payloads(frame: bytes) -> list[bytes]:
+    """The JSON payloads of a frame's events."""
+    return [e[6:] for e in frame.split(b"\n\n") if e.startswith(b"data: ")]
+
+
 async def collect_stream(stream: StreamResponse) -> list[dict[str, Any]]:
-    """Read a whole stream into parsed chunks (tests and the sync client)."""
+    """Read a whole stream into parsed chunks (tests and the in-process client)."""
     out: list[dict[str, Any]] = []
     try:
-        async for chunk in stream:
-            out.append(orjson.loads(chunk))
+        async for frame in stream:
+            out.extend(orjson.loads(p) for p in frame_payloads(frame))
     finally:
         await stream.aclose()
     return out

@@ -142,20 +142,24 @@ def ok_stream(pieces: Sequence[str] = ("o", "k"), *, model: str = "fake") -> Str
     async def chunks() -> Any:
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            yield orjson.dumps(
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {"content": piece},
-                            "finish_reason": "stop" if last else None,
-                        }
-                    ],
-                }
+            yield (
+                b"data: "
+                + orjson.dumps(
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "created": 0,
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"content": piece},
+                                "finish_reason": "stop" if last else None,
+                            }
+                        ],
+                    }
+                )
+                + b"\n\n"
             )
 
     return StreamResponse(chunks())

@@ -29,7 +29,7 @@ from brace.errors import (
     UpstreamBadRequest,
 )
 from brace.providers.anthropic import AnthropicProvider
-from brace.stack import Request, Response, StreamResponse, collect_stream
+from brace.stack import Request, Response, StreamResponse, collect_stream, frame_payloads
 
 MESSAGE = {
     "id": "msg_wire",
@@ -224,7 +224,7 @@ async def test_early_close_releases_the_upstream(
     resp = await provider(url, session)(chat(stream=True))
     assert isinstance(resp, StreamResponse)
     first = await resp.chunks.__anext__()
-    assert orjson.loads(first)["choices"][0]["delta"]["role"] == "assistant"
+    assert orjson.loads(frame_payloads(first)[0])["choices"][0]["delta"]["role"] == "assistant"
     await resp.aclose()
     # The upstream sees the disconnect while still generating (its handler is cancelled).
     await asyncio.wait_for(state.disconnected.wait(), timeout=5)

@@ -14,7 +14,15 @@ from brace.errors import (
 )
 from brace.events import AttemptEnded, Event, EventBus
 from brace.policies.attempt import AttemptPolicy
-from brace.stack import Handler, Request, Response, StreamResponse, build_stack, collect_stream
+from brace.stack import (
+    Handler,
+    Request,
+    Response,
+    StreamResponse,
+    build_stack,
+    collect_stream,
+    sse_frame,
+)
 from brace.testing import FakeClock, ScriptedProvider, ok_response, ok_stream
 
 TIMEOUTS = Timeouts(first_token=10.0, stall=5.0, total=60.0)
@@ -71,7 +79,8 @@ class TrackedStream:
 
 
 def chunk(text: str) -> bytes:
-    return orjson.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})
+    """One SSE frame holding one chunk event."""
+    return sse_frame([orjson.dumps({"choices": [{"index": 0, "delta": {"content": text}}]})])
 
 
 # ----------------------------------------------------------------------------- JSON answers

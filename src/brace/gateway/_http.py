@@ -167,9 +167,9 @@ async def _render_stream(
     try:
         await resp.prepare(request)
         if first is not None:
-            await resp.write(b"data: " + first + b"\n\n")
-            async for chunk in chunks:
-                await resp.write(b"data: " + chunk + b"\n\n")
+            await resp.write(first)
+            async for frame in chunks:
+                await resp.write(frame)
         await resp.write(_DONE)
     except BraceError as exc:
         # After the first byte the status is sent: end with an SSE error event,

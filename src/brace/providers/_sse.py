@@ -8,7 +8,7 @@ path (one ``data:`` line per event, as OpenAI-compatible servers send) costs one
 
 from __future__ import annotations
 
-__all__ = ["SSEDecoder", "SSEEvent"]
+__all__ = ["SSEDecoder", "SSEEvent", "parse_block"]
 
 SSEEvent = tuple[bytes | None, bytes]
 """``(event name or None, data)``; comment-only blocks are dropped."""
@@ -42,7 +42,7 @@ class SSEDecoder:
             if block.startswith(b"data: ") and b"\n" not in block:
                 events.append((None, block[6:]))
                 continue
-            event = _parse_block(block)
+            event = parse_block(block)
             if event is not None:
                 events.append(event)
         rest = buf[start:]
@@ -55,7 +55,7 @@ class SSEDecoder:
         return self._buf
 
 
-def _parse_block(block: bytes) -> SSEEvent | None:
+def parse_block(block: bytes) -> SSEEvent | None:
     name: bytes | None = None
     data: list[bytes] = []
     for line in block.split(b"\n"):

@@ -25,7 +25,7 @@ import orjson
 
 from ..config import Deployment
 from ..errors import BadRequest, MalformedResponse, UpstreamBadRequest
-from ..stack import Request, Response, StreamResponse
+from ..stack import Request, Response, StreamResponse, sse_frame
 from ._classify import classify_failure
 from ._transport import client_timeout, iter_sse, post, read_body
 
@@ -774,9 +774,11 @@ class AnthropicProvider:
     ) -> AsyncIterator[bytes]:
         try:
             async for events in iter_sse(resp, deployment=self.id):
+                payloads: list[bytes] = []
                 for name, data in events:
-                    for chunk in translator.feed(name, data):
-                        yield chunk
+                    payloads.extend(translator.feed(name, data))
+                if payloads:
+                    yield sse_frame(payloads)
                 if translator.finished:
                     break
             translator.finish()

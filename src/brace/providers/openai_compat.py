@@ -18,7 +18,8 @@ from ..config import Deployment
 from ..errors import MalformedResponse
 from ..stack import Request, Response, StreamResponse
 from ._classify import classify_failure
-from ._transport import client_timeout, iter_sse, post, read_body
+from ._sse import parse_block
+from ._transport import client_timeout, post, read_body, transport_error
 
 __all__ = ["OpenAIProvider"]
 
@@ -88,23 +89,34 @@ class OpenAIProvider:
         return Response(raw, _parsed=parsed)
 
     async def _relay(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """Relay the upstream's SSE as frames: every complete event of a network read
+        in one frame, the upstream's own bytes when they need no change."""
         finished = False
+        buf = b""
+        content = resp.content
         try:
-            async for events in iter_sse(resp, deployment=self.id):
-                for _, data in events:
-                    if data == b"[DONE]":
-                        return
-                    if not (data.startswith(b"{") and data.endswith(b"}")):
-                        raise MalformedResponse(
-                            f"deployment {self.id}: the upstream sent a stream event that is "
-                            "not JSON",
-                            deployment=self.id,
-                        )
-                    if data.startswith(b'{"error"'):
-                        raise classify_failure(500, data, {}, deployment=self.id)
-                    if not finished and b'"finish_reason":"' in data:
-                        finished = True
-                    yield data
+            while True:
+                try:
+                    piece = await content.readany()
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    raise transport_error(exc, deployment=self.id, phase="stall") from exc
+                if not piece:
+                    break
+                buf = buf + piece if buf else piece
+                if b"\r" in buf:
+                    buf = buf.replace(b"\r\n", b"\n")
+                end = buf.rfind(b"\n\n")
+                if end < 0:
+                    continue
+                block, buf = buf[: end + 2], buf[end + 2 :]
+                frame, done = self._frame(block)
+                if not finished and b'"finish_reason":"' in frame:
+                    finished = True
+                if frame:
+                    yield frame
+                if done:
+                    finished = True
+                    return
             if not finished:
                 raise MalformedResponse(
                     f"deployment {self.id}: the upstream stream ended before it finished "
@@ -116,6 +128,38 @@ class OpenAIProvider:
                 resp.release()
             else:
                 resp.close()
+
+    def _frame(self, block: bytes) -> tuple[bytes, bool]:
+        """Check a block of complete events: (the frame to relay, [DONE] seen)."""
+        events = block.split(b"\n\n")
+        events.pop()  # the block ends with a blank line
+        changed = done = False
+        kept: list[bytes] = []
+        for ev in events:
+            if ev.startswith(b"data: {") and ev.endswith(b"}") and b"\n" not in ev:
+                if ev.startswith(b'data: {"error"'):
+                    raise classify_failure(500, ev[6:], {}, deployment=self.id)
+                kept.append(ev)
+                continue
+            changed = True
+            parsed = parse_block(ev)
+            if parsed is None:
+                continue  # a comment or keep-alive
+            data = parsed[1]
+            if data == b"[DONE]":
+                done = True
+                break
+            if not (data.startswith(b"{") and data.endswith(b"}")):
+                raise MalformedResponse(
+                    f"deployment {self.id}: the upstream sent a stream event that is not JSON",
+                    deployment=self.id,
+                )
+            if data.startswith(b'{"error"'):
+                raise classify_failure(500, data, {}, deployment=self.id)
+            kept.append(b"data: " + data)
+        if not changed:
+            return block, False
+        return (b"\n\n".join(kept) + b"\n\n" if kept else b""), done
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
