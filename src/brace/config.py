@@ -49,6 +49,7 @@ __all__ = [
     "parse_config",
 ]
 
+_PYDANTIC_INTERNAL = re.compile(r"^function-(after|before|wrap|plain)(\[|$)")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -351,7 +352,7 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before") or "[" in str(part):
+        elif _PYDANTIC_INTERNAL.match(str(part)):
             continue
         else:
             out += f".{part}" if out else str(part)
@@ -398,7 +399,8 @@ def parse_config(
         lines = []
         for err in exc.errors(include_url=False, include_input=False):
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {_format_loc(err['loc'])}: {msg}")
+            where = f"{_format_loc(err['loc'])}: " if err["loc"] else ""
+            lines.append(f"{source}: {where}{msg}")
         raise ConfigError("\n".join(lines)) from None
 
 

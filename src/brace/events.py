@@ -82,6 +82,11 @@ class EventBus:
         self._subscribers: list[Callable[[Event], None]] = []
         self.errors = 0
 
+    @property
+    def active(self) -> bool:
+        """Has the bus any subscriber?  Emitters may skip building an event if not."""
+        return bool(self._subscribers)
+
     def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
         """Add a subscriber; returns a function that removes it."""
         self._subscribers.append(fn)

@@ -126,6 +126,8 @@ class AttemptPolicy:
         if attempts is None:
             attempts = req.meta["attempts"] = []
         attempts.append((self._id, error_class, status, duration))
+        if not self._events.active:
+            return
         self._events.emit(
             AttemptEnded(
                 req.request_id,
