@@ -141,3 +141,17 @@ def test_retry_headers_round_up(seconds: float, header: str, header_ms: str) -> 
 )
 def test_format_reset_duration_matches_openai(seconds: float, expected: str) -> None:
     assert format_reset_duration(seconds) == expected
+
+
+def test_burst_seconds_caps_the_bucket_but_not_the_rate() -> None:
+    from brace.mock._ratelimit import TokenBucket
+
+    now = [0.0]
+    bucket = TokenBucket(600, lambda: now[0], burst_seconds=1)
+    assert bucket.capacity == 10 and bucket.rate == 10
+    for _ in range(10):
+        assert bucket.wait_time(1) == 0
+        bucket.take(1)
+    assert bucket.wait_time(1) == pytest.approx(0.1)
+    now[0] += 5.0  # refills to the capacity, never above
+    assert bucket.level() == 10

@@ -28,6 +28,7 @@ def build_config(
     chunk_delay: str | None = None,
     rpm: int | None = None,
     tpm: int | None = None,
+    burst_seconds: float | None = None,
     error_rate: str | None = None,
 ) -> MockConfig:
     """Layer defaults < config file < command-line options; raise ``ValueError`` with the
@@ -52,6 +53,7 @@ def build_config(
         "chunk_delay": chunk_delay,
         "rpm": rpm,
         "tpm": tpm,
+        "burst_seconds": burst_seconds,
     }
     data.update({key: value for key, value in cli.items() if value is not None})
     if error_rate is not None:
@@ -123,6 +125,10 @@ def mock(
     ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute limit.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute limit.")] = None,
+    burst_seconds: Annotated[
+        float | None,
+        typer.Option(help="Rate-limit bucket size in seconds of refill (default 60: a minute)."),
+    ] = None,
     error_rate: Annotated[
         str | None, typer.Option(help="Fault rates, e.g. 503=0.4,hang=0.05,reset=0.01.")
     ] = None,
@@ -145,6 +151,7 @@ def mock(
             chunk_delay=chunk_delay,
             rpm=rpm,
             tpm=tpm,
+            burst_seconds=burst_seconds,
             error_rate=error_rate,
         )
     except ValueError as exc:

@@ -52,6 +52,10 @@ class MockConfig(BaseModel):
     rpm: int | None = Field(default=None, gt=0)
     """Requests per minute (token bucket); None is unlimited."""
     tpm: int | None = Field(default=None, gt=0)
+    burst_seconds: float = Field(default=60.0, gt=0, le=60)
+    """Bucket capacity, in seconds of refill: 60 (default, like OpenAI) lets the whole
+    per-minute quota out as a burst; 1 allows only a second's worth (rpm/60) at once,
+    like an upstream enforcing "10 requests per second"."""
     """Tokens per minute (token bucket); None is unlimited."""
     default_max_tokens: int = Field(default=256, ge=0)
     """Completion tokens charged to the tpm bucket when a request sets no max_tokens."""

@@ -61,7 +61,9 @@ class Core:
         self.rng = rng
         self.live = LiveConfig(config, clock)
         self.stats = Stats()
-        self.limiter = RateLimiter(config.rpm, config.tpm, clock)
+        self.limiter = RateLimiter(
+            config.rpm, config.tpm, clock, burst_seconds=config.burst_seconds
+        )
         self.stopping = False
         self._epoch = time.time() - clock()
         self._next_id = 0
@@ -89,8 +91,14 @@ class Core:
 
     def _limiter_for(self, settings: Settings) -> RateLimiter:
         limiter = self.limiter
-        if limiter.rpm != settings.rpm or limiter.tpm != settings.tpm:
-            limiter = self.limiter = RateLimiter(settings.rpm, settings.tpm, self.clock)
+        if (
+            limiter.rpm != settings.rpm
+            or limiter.tpm != settings.tpm
+            or limiter.burst_seconds != settings.burst_seconds
+        ):
+            limiter = self.limiter = RateLimiter(
+                settings.rpm, settings.tpm, self.clock, burst_seconds=settings.burst_seconds
+            )
         return limiter
 
     async def admit(

@@ -1,7 +1,8 @@
 """Token buckets for requests-per-minute and tokens-per-minute limits.
 
-A bucket holds at most ``limit`` units and refills continuously at ``limit / 60`` units per
-second (like OpenAI: the full per-minute quota is available as a burst, then it trickles back).
+A bucket holds at most ``limit × burst_seconds / 60`` units (by default the full
+per-minute quota, like OpenAI) and refills continuously at ``limit / 60`` units per
+second.
 Buckets start full. A denied request takes nothing from either bucket. Time comes from the
 injected clock, so these classes are pure and tested with a fake clock.
 """
@@ -21,11 +22,13 @@ class TokenBucket:
 
     __slots__ = ("_clock", "_last", "_level", "capacity", "rate")
 
-    def __init__(self, capacity: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, capacity: int, clock: Callable[[], float], *, burst_seconds: float = 60.0
+    ) -> None:
         if capacity <= 0:
             raise ValueError("capacity must be > 0")
-        self.capacity = float(capacity)
         self.rate = capacity / 60.0  # units per second
+        self.capacity = max(1.0, self.rate * burst_seconds)
         self._clock = clock
         self._level = self.capacity
         self._last = clock()
@@ -86,14 +89,22 @@ class LimitDecision:
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute buckets checked together."""
 
-    __slots__ = ("_clock", "_requests", "_tokens", "rpm", "tpm")
+    __slots__ = ("_clock", "_requests", "_tokens", "burst_seconds", "rpm", "tpm")
 
-    def __init__(self, rpm: int | None, tpm: int | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        rpm: int | None,
+        tpm: int | None,
+        clock: Callable[[], float],
+        *,
+        burst_seconds: float = 60.0,
+    ) -> None:
         self.rpm = rpm
         self.tpm = tpm
+        self.burst_seconds = burst_seconds
         self._clock = clock
-        self._requests = TokenBucket(rpm, clock) if rpm else None
-        self._tokens = TokenBucket(tpm, clock) if tpm else None
+        self._requests = TokenBucket(rpm, clock, burst_seconds=burst_seconds) if rpm else None
+        self._tokens = TokenBucket(tpm, clock, burst_seconds=burst_seconds) if tpm else None
 
     @property
     def active(self) -> bool:

@@ -37,6 +37,7 @@ class Settings:
         "models_body",
         "reply_tokens",
         "retry_after",
+        "burst_seconds",
         "rpm",
         "stall_seconds",
         "tpm",
@@ -49,6 +50,7 @@ class Settings:
         self.chunk_delay = None if config.chunk_delay.is_zero else config.chunk_delay
         self.chunks = config.chunks
         self.rpm = config.rpm
+        self.burst_seconds = config.burst_seconds
         self.tpm = config.tpm
         self.default_max_tokens = config.default_max_tokens
         self.retry_after = config.retry_after_seconds
