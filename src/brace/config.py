@@ -37,6 +37,7 @@ __all__ = [
     "UNAVAILABLE",
     "BraceConfig",
     "BreakerConfig",
+    "CapacityConfig",
     "Deployment",
     "FallbackRule",
     "HedgeConfig",
@@ -156,6 +157,25 @@ class BreakerConfig(_Frozen):
     """Probes let through when half-open; all must succeed to close."""
 
 
+class CapacityConfig(_Frozen):
+    """Pacing, adaptive concurrency and admission for a model group."""
+
+    default_max_tokens: int = Field(default=256, ge=0)
+    """Completion tokens reserved for a request that sets no max_tokens (upstreams
+    charge the requested maximum against TPM when the request arrives)."""
+    max_queue: int = Field(default=1000, ge=0)
+    """Requests waiting for capacity in this group; more are shed with 429."""
+    adaptive_concurrency: bool = True
+    """Per deployment: halve-ish the in-flight limit on overload/timeouts, grow it
+    back on success (AIMD), starting at ``max_concurrency`` (or 64)."""
+    prefer: Literal["latency", "order", "cost"] = "latency"
+    """Among deployments with capacity now: least loaded and fastest (power of two
+    choices), the first listed, or the cheapest by ``prices``."""
+    spill_to_fallback: bool = True
+    """With no capacity now in this group, try its ``unavailable``/``rate_limited``
+    fallback groups that have capacity now before queueing."""
+
+
 class HedgeConfig(_Frozen):
     """Opt-in: after a delay, send a second attempt to another deployment; first answer wins."""
 
@@ -206,6 +226,9 @@ class Deployment(_Frozen):
     rpm: int | None = Field(default=None, gt=0)
     tpm: int | None = Field(default=None, gt=0)
     max_concurrency: int | None = Field(default=None, gt=0)
+    burst_seconds: float = Field(default=1.0, gt=0, le=60)
+    """Pacing: how many seconds of the rpm/tpm rate may be sent at once (a burst).
+    Small is safe whatever the upstream's bucket; 60 spends a whole minute's quota."""
     context_window: int | None = Field(default=None, gt=0)
     prices: Prices | None = None
     weight: float = Field(default=1.0, gt=0)
@@ -268,6 +291,7 @@ class ModelGroup(_Frozen):
     """Seconds for the whole request: queueing, retries and fallbacks together.
     A caller may ask for less with the ``x-brace-timeout`` header (seconds)."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     hedge: HedgeConfig = Field(default_factory=HedgeConfig)
     fallbacks: list[FallbackRule] = Field(default_factory=list)
@@ -284,6 +308,12 @@ class ServerConfig(_Frozen):
     shutdown_timeout: float = Field(default=30.0, ge=0)
     """On SIGTERM/SIGINT: stop accepting, then wait this long for in-flight requests."""
     keepalive_timeout: float = Field(default=75.0, ge=0)
+    redis_url: SecretStr | None = None
+    """Share limits, reservations and learned limits across gateway instances
+    (``${REDIS_URL}``, e.g. redis://127.0.0.1:6379/0).  Without it, all state is
+    in-process."""
+    instance_namespace: str = "brace"
+    """Prefix of the Redis keys: gateways sharing limits must use the same one."""
     admin_key: SecretStr | None = None
     """Bearer key for the admin API (an environment reference).  Without it the admin
     API answers only when the gateway listens on a loopback address."""

@@ -6,13 +6,16 @@ in this order — **the first policy sees the request first**::
 
     (extra policies given to the Engine, outermost first)
     deadline      sets the request's one deadline (group ``deadline``, or less if asked)
-    fallback      on a matching error class, try the next group's core (bounded hops)
+    admission     bounded priority queue, fair between tenants, honest 429s when full/late
+    fallback      on a matching error class, try the next group's core (bounded hops);
+                  with no capacity now, spill to a rate-limit fallback group that has some
     ── core of the group (what a fallback from another group calls) ──
     retry         backoff + jitter, retry-after, per-deployment retry budget
     hedge         only with ``hedge.enabled``: a second attempt after p95 / a fixed delay
-    balance       health-aware power of two choices over the group's deployments
+    balance       health, retry budget, capacity now (spill-over), then power of two choices
       ── per deployment ──
       breaker     per deployment; open → the attempt is not sent
+      pacing      adaptive concurrency + RPM/TPM reservations (local or Redis), learned limits
       attempt     first-token / total / stall timeouts, capped by the deadline
       provider    wire adapter + the shared HTTP client pool
 
@@ -23,7 +26,7 @@ engine owns the shared upstream HTTP session and closes it in :meth:`aclose`.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -32,15 +35,18 @@ from .clock import Clock, SystemClock
 from .config import BraceConfig
 from .errors import ModelNotFound
 from .events import EventBus
+from .policies.admission import AdmissionPolicy
 from .policies.attempt import AttemptPolicy
 from .policies.balance import Balancer, DeploymentState
 from .policies.breaker import BreakerPolicy, CircuitBreaker
 from .policies.deadline import DeadlinePolicy
 from .policies.fallback import FallbackPolicy
 from .policies.hedge import HedgePolicy
+from .policies.pacing import Pacer, PacingPolicy
 from .policies.retry import RetryBudget, RetryPolicy
 from .providers import make_provider, make_session
 from .stack import Handler, Policy, build_stack
+from .state import LimiterBackend, make_limiter
 
 __all__ = ["Engine"]
 
@@ -69,6 +75,9 @@ class Engine:
         self._cores: dict[str, Handler] = {}
         self._balancers: dict[str, Balancer] = {}
         self._budgets: dict[str, RetryBudget] = {}
+        self._pacers: dict[str, Pacer] = {}
+        self._admissions: dict[str, AdmissionPolicy] = {}
+        self.limiter: LimiterBackend | None = None
 
     async def start(self) -> None:
         """Create the HTTP pool and build every group's stack (idempotent)."""
@@ -76,12 +85,27 @@ class Engine:
             return
         if self._session is None:
             self._session = make_session()
+        server = self.config.server
+        self.limiter = make_limiter(
+            server.redis_url.get_secret_value() if server.redis_url else None,
+            clock=self.clock,
+            namespace=server.instance_namespace,
+        )
+        await self.limiter.start()
         for name in self.config.models:
             self._cores[name] = self._build_core(name, self._session)
         for name, group in self.config.models.items():
+            admission = AdmissionPolicy(
+                name,
+                max_queue=group.capacity.max_queue,
+                clock=self.clock,
+                rate=self._group_rate(name),
+            )
+            self._admissions[name] = admission
             layers: list[Policy] = [
                 *self._policies,
                 DeadlinePolicy(group.deadline, clock=self.clock),
+                admission,
                 FallbackPolicy(
                     name,
                     group.fallbacks,
@@ -89,6 +113,7 @@ class Engine:
                     max_hops=group.max_fallbacks,
                     clock=self.clock,
                     events=self.events,
+                    spill=group.capacity.spill_to_fallback,
                 ),
             ]
             self._stacks[name] = build_stack(self._cores[name], layers)
@@ -96,6 +121,7 @@ class Engine:
     def _build_core(self, name: str, session: aiohttp.ClientSession) -> Handler:
         group = self.config.models[name]
         clock, events = self.clock, self.events
+        assert self.limiter is not None
         states = []
         for d in group.deployments:
             layers: list[Policy] = []
@@ -103,12 +129,29 @@ class Engine:
             if group.breaker.enabled:
                 breaker = CircuitBreaker(d.id, group.breaker, clock=clock, events=events)
                 layers.append(BreakerPolicy(breaker))
+            pacer = self._pacers.get(f"{d.url}|{d.model}")
+            if pacer is None:
+                pacer = Pacer(
+                    d, group.capacity, self.limiter, clock=clock, on_release=self._released
+                )
+                self._pacers[pacer.key] = pacer
+            layers.append(PacingPolicy(pacer, group.capacity))
             layers.append(AttemptPolicy(d.id, name, d.timeouts, clock=clock, events=events))
             handler = build_stack(make_provider(d, session), layers)
-            states.append(DeploymentState(d.id, handler, weight=d.weight, breaker=breaker))
+            price = (d.prices.input + d.prices.output) if d.prices else 0.0
+            states.append(
+                DeploymentState(
+                    d.id, handler, weight=d.weight, breaker=breaker, pacer=pacer, price=price
+                )
+            )
         budget = RetryBudget(group.retry, clock=clock)
         balancer = Balancer(
-            states, clock=clock, rng=random.Random(self.rng.random()), budget=budget
+            states,
+            clock=clock,
+            rng=random.Random(self.rng.random()),
+            budget=budget,
+            prefer=group.capacity.prefer,
+            default_max_tokens=group.capacity.default_max_tokens,
         )
         self._balancers[name] = balancer
         self._budgets[name] = budget
@@ -134,6 +177,30 @@ class Engine:
                 )
             )
         return build_stack(balancer, core)
+
+    def _released(self) -> None:
+        for admission in self._admissions.values():
+            admission.released()
+
+    def _group_rate(self, name: str) -> Callable[[int], float | None]:
+        """Requests per second the group's deployments sustain (``None``: unknown)."""
+
+        def rate(prompt_tokens: int) -> float | None:
+            balancer = self._balancers.get(name)
+            if balancer is None:
+                return None
+            default = self.config.models[name].capacity.default_max_tokens
+            total = 0.0
+            for s in balancer.deployments:
+                if s.pacer is None or not s.available():
+                    continue
+                r = s.pacer.request_rate(prompt_tokens + default)
+                if r is None:
+                    return None
+                total += r
+            return total or None
+
+        return rate
 
     @property
     def started(self) -> bool:
@@ -165,10 +232,19 @@ class Engine:
             ]
         return out
 
+    def admission(self) -> dict[str, dict[str, Any]]:
+        """Queue depth, shed and waited counts per group."""
+        return {name: a.snapshot() for name, a in self._admissions.items()}
+
     async def aclose(self) -> None:
         self._stacks.clear()
         self._cores.clear()
         self._balancers.clear()
+        self._admissions.clear()
+        self._pacers.clear()
+        if self.limiter is not None:
+            await self.limiter.aclose()
+            self.limiter = None
         if self._session is not None and self._owns_session:
             await self._session.close()
         self._session = None

@@ -10,6 +10,8 @@ from runtime failures; vendor errors are mapped at the provider boundary
 
     BraceError
     ├── ConfigError                  the config file or a constructor argument is wrong (start-up)
+    ├── NoCapacity                   internal signal: no deployment can take the request now
+    │                                (``wait``: when one may); the admission queue catches it
     ├── RequestError                 the caller sent something Brace will not forward (4xx)
     │   ├── BadRequest               400 unparseable body, missing/invalid field
     │   ├── PayloadTooLarge          413 body over ``server.max_body_bytes``
@@ -26,6 +28,8 @@ from runtime failures; vendor errors are mapped at the provider boundary
         ├── UpstreamAuthError        502 the upstream rejected the deployment's credentials
         ├── UpstreamBadRequest       4xx the upstream rejected the request itself (passed through)
         ├── UpstreamNotFound         404 the upstream does not know the model or path
+        ├── Shed                     429 Brace's admission queue refused: full, or the deadline
+        │                            cannot be met at the current rate (honest ``retry-after``)
         ├── CircuitOpen              503 Brace's breaker for the deployment is open (not sent)
         ├── DeadlineExceeded         504 the request's one deadline passed (queue + retries + fallbacks)
         ├── RetryBudgetExhausted     503 a retry or hedge found no deployment with retry budget left
@@ -38,6 +42,7 @@ policies decide on and what telemetry records on every attempt.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -53,12 +58,14 @@ __all__ = [
     "DeadlineExceeded",
     "MalformedResponse",
     "ModelNotFound",
+    "NoCapacity",
     "Overloaded",
     "PayloadTooLarge",
     "RateLimited",
     "RequestError",
     "RetryBudgetExhausted",
     "ServerError",
+    "Shed",
     "UpstreamAuthError",
     "UpstreamBadRequest",
     "UpstreamConnectionError",
@@ -125,6 +132,23 @@ class ConfigError(BraceError):
     error_class = "config"
 
 
+class NoCapacity(BraceError):
+    """No deployment of a group can take this request now (pacing or concurrency).
+
+    Not an error a caller sees: the admission policy catches it and queues the
+    request.  ``wait`` is the soonest a deployment may have room (``None``: when an
+    in-flight request finishes)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "no_capacity"
+    error_class = "no_capacity"
+
+    def __init__(self, message: str, *, wait: float | None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
 # ----------------------------------------------------------------------------- caller mistakes
 
 
@@ -182,6 +206,8 @@ class UpstreamFailure(BraceError):
         self.deployment = deployment
         self.upstream_status = upstream_status
         self.retry_after = retry_after
+        self.upstream_headers: Mapping[str, str] | None = None
+        """The upstream's response headers, when it answered (rate-limit learning)."""
 
     def headers(self) -> dict[str, str]:
         if self.retry_after is None:
@@ -281,6 +307,18 @@ class UpstreamNotFound(UpstreamFailure):
     type = "invalid_request_error"
     code = "upstream_not_found"
     error_class = "not_found"
+    retryable = False
+
+
+class Shed(UpstreamFailure):
+    """The admission queue refused the request at once: the queue is full, or its
+    deadline cannot be met given its place in the queue and the current rate.
+    ``retry_after`` is Brace's honest estimate of when capacity frees up."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    error_class = "shed"
     retryable = False
 
 

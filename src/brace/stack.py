@@ -13,7 +13,7 @@ validation model ever wraps a whole body.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -63,6 +63,8 @@ class Response:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     _parsed: dict[str, Any] | None = None
+    upstream: Mapping[str, str] | None = None
+    """The upstream's response headers (rate-limit learning); never sent to the caller."""
 
     def json(self) -> dict[str, Any]:
         """The body parsed once, on demand (telemetry, tests)."""
@@ -84,7 +86,7 @@ class StreamResponse:
     consumer stops early (client disconnect, error).
     """
 
-    __slots__ = ("_close", "chunks", "headers")
+    __slots__ = ("_close", "chunks", "headers", "upstream")
 
     def __init__(
         self,
@@ -92,10 +94,12 @@ class StreamResponse:
         *,
         headers: dict[str, str] | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
+        upstream: Mapping[str, str] | None = None,
     ) -> None:
         self.chunks = chunks
         self.headers = headers if headers is not None else {}
         self._close = close
+        self.upstream = upstream
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self.chunks

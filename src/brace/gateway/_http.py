@@ -6,6 +6,7 @@ Nothing here validates a whole body: routes check the few fields they need.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from ..errors import BadRequest, BraceError, PayloadTooLarge
+from ..policies.admission import PRIORITIES
 from ..stack import Request, Response, StreamResponse
 
 if TYPE_CHECKING:
@@ -112,6 +114,18 @@ async def dispatch(request: web.Request, gateway: Gateway, req: Request) -> web.
         timeout = _timeout_hint(request)
         if timeout is not None:
             req.meta["timeout"] = timeout
+        priority = request.headers.get("x-brace-priority")
+        if priority is not None:
+            if priority not in PRIORITIES:
+                raise BadRequest(
+                    f"x-brace-priority must be one of {', '.join(PRIORITIES)} (got {priority[:40]!r})",
+                    param="x-brace-priority",
+                )
+            req.meta["priority"] = priority
+        auth = request.headers.get("Authorization")
+        if auth:
+            # tenants take turns in the admission queue; the token itself is never kept
+            req.meta["tenant"] = hashlib.blake2b(auth.encode(), digest_size=8).hexdigest()
         handler = gateway.engine.handler(req.model)
         result = await handler(req)
     except BraceError as exc:

@@ -25,6 +25,7 @@ class Settings:
     """Effective values for one phase, shaped for the hot path."""
 
     __slots__ = (
+        "burst_seconds",
         "chunk_delay",
         "chunks",
         "config",
@@ -37,7 +38,6 @@ class Settings:
         "models_body",
         "reply_tokens",
         "retry_after",
-        "burst_seconds",
         "rpm",
         "stall_seconds",
         "tpm",

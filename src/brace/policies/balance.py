@@ -31,11 +31,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
-from ..errors import CircuitOpen, RetryBudgetExhausted, UpstreamFailure
+from ..errors import CircuitOpen, NoCapacity, RetryBudgetExhausted, UpstreamFailure
 from ..stack import Handler, Request, Response, StreamResponse
 
 if TYPE_CHECKING:
     from .breaker import CircuitBreaker
+    from .pacing import Pacer
     from .retry import RetryBudget
 
 __all__ = ["Balancer", "DeploymentState"]
@@ -54,6 +55,8 @@ class DeploymentState:
         "id",
         "latency",
         "outstanding",
+        "pacer",
+        "price",
         "samples",
         "weight",
     )
@@ -65,11 +68,15 @@ class DeploymentState:
         *,
         weight: float = 1.0,
         breaker: CircuitBreaker | None = None,
+        pacer: Pacer | None = None,
+        price: float = 0.0,
     ) -> None:
         self.id = id
         self.handler = handler
         self.weight = weight
         self.breaker = breaker
+        self.pacer = pacer
+        self.price = price
         self.outstanding = 0
         self.latency = 0.0
         self.samples = 0
@@ -102,11 +109,12 @@ class DeploymentState:
             "ewma_latency_s": round(self.latency, 6) if self.samples else None,
             "ewma_error_rate": round(self.errors, 4),
             "breaker": self.breaker.snapshot() if self.breaker is not None else None,
+            "capacity": self.pacer.snapshot() if self.pacer is not None else None,
         }
 
 
 class Balancer:
-    __slots__ = ("_budget", "_clock", "_rng", "_states")
+    __slots__ = ("_budget", "_clock", "_default_max", "_prefer", "_rng", "_states")
 
     def __init__(
         self,
@@ -115,9 +123,13 @@ class Balancer:
         clock: Clock,
         rng: random.Random | None = None,
         budget: RetryBudget | None = None,
+        prefer: str = "latency",
+        default_max_tokens: int = 256,
     ) -> None:
         if not states:
             raise ValueError("a balancer needs at least one deployment")
+        self._prefer = prefer
+        self._default_max = default_max_tokens
         self._states = tuple(states)
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
@@ -170,10 +182,55 @@ class Balancer:
                 return None
         if len(candidates) == 1:
             return candidates[0]
+        return self._choose(candidates)
+
+    def _choose(self, candidates: list[DeploymentState]) -> DeploymentState:
+        if len(candidates) == 1:
+            return candidates[0]
+        if self._prefer == "order":
+            return candidates[0]
+        if self._prefer == "cost":
+            return min(candidates, key=lambda c: c.price)
         a, b = self._two(candidates)
         known = [c.latency for c in candidates if c.samples]
         unknown = sum(known) / len(known) if known else _MIN_LATENCY
         return a if a.cost(unknown) <= b.cost(unknown) else b
+
+    async def _with_capacity(
+        self,
+        req: Request,
+        chosen: DeploymentState,
+        exclude: set[str] | frozenset[str],
+        budget: RetryBudget | None,
+    ) -> DeploymentState:
+        """Spill-over: if ``chosen`` has no capacity now, the preferred deployment that
+        has; if none has, :class:`NoCapacity` with the soonest wait."""
+        from .pacing import request_tokens
+
+        tokens = request_tokens(req, self._default_max)
+        assert chosen.pacer is not None
+        wait = await chosen.pacer.peek(tokens)
+        if wait == 0.0:
+            return chosen
+        ready: list[DeploymentState] = []
+        waits: list[float] = [] if wait is None else [wait]
+        for s in self._states:
+            if s is chosen or s.pacer is None or not s.available():
+                continue
+            if budget is not None and not budget.can_withdraw(s.id):
+                continue
+            w = await s.pacer.peek(tokens)
+            if w == 0.0:
+                ready.append(s)
+            elif w is not None:
+                waits.append(w)
+        if ready:
+            fresh = [s for s in ready if s.id not in exclude] or ready
+            return self._choose(fresh)
+        raise NoCapacity(
+            f"model group {req.model!r}: no deployment has capacity now",
+            wait=min(waits) if waits else None,
+        )
 
     def _two(self, candidates: list[DeploymentState]) -> tuple[DeploymentState, DeploymentState]:
         rng = self._rng
@@ -204,6 +261,8 @@ class Balancer:
                 deployment=self._states[0].id if len(self._states) == 1 else None,
                 retry_after=min(waits) if waits else None,
             )
+        if len(self._states) > 1 and state.pacer is not None:
+            state = await self._with_capacity(req, state, exclude, budget if charged else None)
         meta["deployment"] = state.id
         if budget is not None:
             if charged:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from ..clock import Clock
 from ..config import FallbackRule
-from ..errors import AttemptsExhausted, UpstreamFailure
+from ..errors import AttemptsExhausted, NoCapacity, UpstreamFailure
 from ..events import EventBus, FellBack
 from ..stack import Handler, Request, Response, StreamResponse
 
@@ -41,9 +41,11 @@ class FallbackPolicy:
         max_hops: int,
         clock: Clock,
         events: EventBus,
+        spill: bool = False,
     ) -> None:
         self._group = group
         self._rules = [(r.to, r.classes) for r in rules]
+        self._spill = [r.to for r in rules if "rate_limited" in r.classes] if spill else []
         self._targets = targets
         self._max_hops = max_hops
         self._clock = clock
@@ -58,6 +60,8 @@ class FallbackPolicy:
                 return await inner(req)
             except UpstreamFailure as first:
                 exc = first
+            except NoCapacity as none_now:
+                return await self._spill_over(req, none_now)
             failures = _flatten(exc)
             hops: list[str] = [self._group]
             for to, classes in self._rules:
@@ -81,3 +85,22 @@ class FallbackPolicy:
             raise AttemptsExhausted(failures)
 
         return fallback
+
+    async def _spill_over(self, req: Request, none_now: NoCapacity) -> Response | StreamResponse:
+        """No capacity now in this group: a rate-limit fallback group that has some
+        takes the request; else the admission queue waits for this group."""
+        waits = [none_now.wait]
+        for to in self._spill[: self._max_hops]:
+            req.meta.pop("exclude", None)
+            try:
+                result = await self._targets[to](req)
+            except NoCapacity as nc:
+                waits.append(nc.wait)
+                continue
+            except UpstreamFailure:
+                continue  # the request waits for its own group instead
+            self._events.emit(FellBack(req.request_id, self._group, to, "no_capacity"))
+            req.meta["fallback"] = [self._group, to]
+            return result
+        known = [w for w in waits if w is not None]
+        raise NoCapacity(none_now.message, wait=min(known) if known else None)

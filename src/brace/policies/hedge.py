@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ..clock import Clock
 from ..config import HedgeConfig
-from ..errors import AttemptsExhausted, RetryBudgetExhausted, UpstreamFailure
+from ..errors import AttemptsExhausted, NoCapacity, RetryBudgetExhausted, UpstreamFailure
 from ..events import EventBus, Hedged
 from ..stack import Handler, Request, Response, StreamResponse
 
@@ -155,8 +155,8 @@ async def _first_success(
                         if isinstance(loser, StreamResponse):
                             await loser.aclose()
                     continue
-                if isinstance(exc, RetryBudgetExhausted) and fut is secondary:
-                    continue  # no budget for the hedge: the primary alone decides
+                if isinstance(exc, RetryBudgetExhausted | NoCapacity) and fut is secondary:
+                    continue  # no budget or capacity for the hedge: the primary decides
                 if not isinstance(exc, UpstreamFailure):
                     raise exc
                 failures.append(exc)

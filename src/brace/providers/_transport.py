@@ -98,7 +98,9 @@ async def post(
             body = b""
         finally:
             resp.release()
-        raise classify_failure(resp.status, body, resp.headers, deployment=deployment)
+        failure = classify_failure(resp.status, body, resp.headers, deployment=deployment)
+        failure.upstream_headers = resp.headers
+        raise failure
     return resp
 
 

@@ -758,7 +758,9 @@ class AnthropicProvider:
                 json_mode=json_mode,
                 deployment=self.id,
             )
-            return StreamResponse(self._relay(resp, translator), close=_closer(resp))
+            return StreamResponse(
+                self._relay(resp, translator), close=_closer(resp), upstream=resp.headers
+            )
         raw = await read_body(resp, deployment=self.id)
         try:
             parsed: Any = orjson.loads(raw)
@@ -767,7 +769,7 @@ class AnthropicProvider:
         out = to_openai(
             parsed, created=created, json_mode=json_mode, model=self._model, deployment=self.id
         )
-        return Response(orjson.dumps(out), _parsed=out)
+        return Response(orjson.dumps(out), _parsed=out, upstream=resp.headers)
 
     async def _relay(
         self, resp: aiohttp.ClientResponse, translator: StreamTranslator

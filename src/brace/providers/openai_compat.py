@@ -73,7 +73,7 @@ class OpenAIProvider:
             self._session, url, orjson.dumps(body), self._headers, self._timeout, deployment=self.id
         )
         if req.stream:
-            return StreamResponse(self._relay(resp), close=_closer(resp))
+            return StreamResponse(self._relay(resp), close=_closer(resp), upstream=resp.headers)
         raw = await read_body(resp, deployment=self.id)
         try:
             parsed: Any = orjson.loads(raw)
@@ -86,7 +86,7 @@ class OpenAIProvider:
                 f"OpenAI {req.operation} response",
                 deployment=self.id,
             )
-        return Response(raw, _parsed=parsed)
+        return Response(raw, _parsed=parsed, upstream=resp.headers)
 
     async def _relay(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         """Relay the upstream's SSE as frames: every complete event of a network read

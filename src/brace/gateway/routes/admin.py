@@ -65,6 +65,16 @@ def setup(app: web.Application, gateway: Gateway) -> None:
         denied = check(request)
         if denied is not None:
             return denied
-        return json_response(orjson.dumps({"groups": gateway.engine.deployments()}))
+        engine = gateway.engine
+        limiter = engine.limiter.describe() if engine.limiter is not None else None
+        return json_response(
+            orjson.dumps(
+                {
+                    "groups": engine.deployments(),
+                    "admission": engine.admission(),
+                    "limiter": limiter,
+                }
+            )
+        )
 
     app.router.add_get("/admin/deployments", deployments)

@@ -1,0 +1,313 @@
+"""What the bench scripts share: subprocesses, /proc accounting, wrk, the report file.
+
+Everything here is standard library; it runs under the project venv's Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+PROJECT_PY = ROOT / ".venv" / "bin" / "python"
+BRACE = ROOT / ".venv" / "bin" / "brace"
+AUTH = "Bearer sk-bench"
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    """A server started as its own process group, logging to a file."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str | None] | None = None
+    """Added to the environment; ``None`` removes a variable."""
+    cwd: Path | None = None
+    log_path: Path | None = None
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Proc:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        self.log_path = RESULTS / f"{self.name}.log"
+        log = self.log_path.open("wb")
+        merged = {**os.environ, **(self.env or {})}
+        env = {k: v for k, v in merged.items() if v is not None}
+        self.popen = subprocess.Popen(
+            self.argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, url: str, timeout: float) -> None:
+        """Poll ``url`` until it answers 200; fail early if the process dies."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited during start-up:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready at {url} after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL whatever is left after ``grace``."""
+        if self.popen is None:
+            return
+        pgid = self.popen.pid
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=grace)
+        # Workers a server forked may outlive it: clean the group up in every case.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and all its descendants (via /proc/PID/task/TID/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    todo += [
+                        int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                    ]
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process tree (all threads), in seconds."""
+    ticks = 0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{p}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return ticks / _CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM (peak resident set) summed over the process tree, in MB (2**20 bytes)."""
+    kb = 0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    kb += int(line.split()[1])
+    return kb / 1024
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def chat_body(stream: bool) -> bytes:
+    return json.dumps(
+        {
+            "model": "chat",
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "stream": stream,
+        }
+    ).encode()
+
+
+def check_answer(url: str, stream: bool) -> None:
+    """One real request: 200 and a well-formed answer, else raise."""
+    req = urllib.request.Request(
+        url,
+        data=chat_body(stream),
+        headers={"Content-Type": "application/json", "Authorization": AUTH},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, data = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, data = exc.code, exc.read()
+    if status != 200:
+        raise RuntimeError(f"{url} answered {status}: {data[:500]!r}")
+    if stream:
+        events = [e for e in data.split(b"\n\n") if e.startswith(b"data: ")]
+        if events[-1:] != [b"data: [DONE]"] or len(events) < 3:
+            raise RuntimeError(f"{url}: malformed stream ({len(events)} events): {data[:300]!r}")
+    else:
+        answer = json.loads(data)
+        if not answer.get("choices"):
+            raise RuntimeError(f"{url}: no choices in answer: {data[:300]!r}")
+
+
+# ----------------------------------------------------------------------------- wrk
+
+_LUA = """\
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "{auth}"
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {{"requests":%d,"duration_us":%d,"bytes":%d,"connect":%d,"read":%d,' ..
+    '"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,' ..
+    '"mean_us":%.1f,"max_us":%d}}\\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write,
+    e.status, e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.mean, latency.max))
+end
+"""
+
+
+def wrk(url: str, *, stream: bool, concurrency: int, duration: float) -> dict[str, Any]:
+    """Run ``wrk -t1 -cN -dDs --latency`` with a POST body; return its numbers.
+
+    ``errors`` adds up non-2xx/3xx answers, socket errors and timeouts: a cell with
+    errors is reported as failed, never as throughput.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(_LUA.format(body=chat_body(stream).decode(), auth=AUTH))
+        script = f.name
+    try:
+        argv = [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(duration))}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            script,
+            url,
+        ]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    finally:
+        os.unlink(script)
+    match = re.search(r"^WRKJSON (\{.*\})$", proc.stdout, re.M)
+    if proc.returncode != 0 or match is None:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    r: dict[str, Any] = json.loads(match.group(1))
+    r["errors"] = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    r["ok_requests"] = r["requests"] - r["status"]
+    r["rps"] = r["ok_requests"] / (r["duration_us"] / 1e6) if r["duration_us"] else 0.0
+    r["concurrency"] = concurrency
+    r["stream"] = stream
+    return r
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    # A crude single-core speed reference, to compare machines.
+    loops = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sum(range(10**6))
+        loops.append(time.perf_counter() - t0)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "sum_range_ms": min(loops) * 1000,
+        "loadavg_1m": os.getloadavg()[0],
+    }
+
+
+def wait_quiet(max_wait: float, threshold: float = 1.0) -> float:
+    """Wait up to ``max_wait`` s for the 1-min load average to drop below ``threshold``.
+
+    Returns the load average when measuring starts (other work skews every number).
+    """
+    deadline = time.monotonic() + max_wait
+    load = os.getloadavg()[0]
+    if load >= threshold and max_wait > 0:
+        print(f"load average {load:.2f}: waiting up to {max_wait:.0f} s for a quieter machine")
+    while load >= threshold and time.monotonic() < deadline:
+        time.sleep(5)
+        load = os.getloadavg()[0]
+    return load
+
+
+def replace_section(name: str, content: str, *, path: Path = DOC) -> None:
+    """Write ``content`` between ``<!-- bench:NAME:start -->`` and ``end`` markers.
+
+    The rest of the file survives; a missing section is appended.
+    """
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    block = f"{start}\n{content.strip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def save_json(prefix: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"{prefix}-{stamp}.json"
+    path.write_text(json.dumps(data, indent=2))
+    (RESULTS / f"{prefix}-latest.json").write_text(json.dumps(data, indent=2))
+    return path

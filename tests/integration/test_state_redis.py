@@ -1,0 +1,324 @@
+"""RedisLimiter against real Redis: the machine's shared server (one uuid namespace
+per test, its lifecycle never touched) and private ``redis-server`` processes on
+free ports for the tests that stop Redis.  Real time, short intervals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from brace.clock import SystemClock
+from brace.state import Learned, Limits, LocalLimiter, RedisLimiter
+from brace.testing import FakeClock
+
+SHARED_URL = "redis://127.0.0.1:6379/0"
+PASSWORD = "s3cret-pw"
+LOGGER = "brace.state._redis"
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+
+
+def _shared_redis_up() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), 0.2):
+        return True
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """Our own redis-server on a free port, with a password; stop/start at will."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+        self._dir = workdir
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            "redis-server",
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--requirepass", PASSWORD, "--dir", str(self._dir)),
+            *("--enable-debug-command", "yes"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.01)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+        self._proc = None
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    server = PrivateRedis(_free_port(), tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    if not _shared_redis_up():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    ns = f"brace-test-{uuid.uuid4().hex}"
+    yield ns
+    client = aioredis.Redis.from_url(SHARED_URL)
+    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=100)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[Callable[..., RedisLimiter]]:
+    made: list[RedisLimiter] = []
+
+    def factory(url: str, namespace: str, **kw: Any) -> RedisLimiter:
+        lim = RedisLimiter(url, namespace=namespace, clock=SystemClock(), **kw)
+        made.append(lim)
+        return lim
+
+    yield factory
+    for lim in made:
+        await lim.aclose()
+
+
+async def eventually(check: Callable[[], bool], within: float = 2.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+# -- shared limits
+
+
+async def test_two_instances_share_one_limit(
+    namespace: str, make: Callable[..., RedisLimiter]
+) -> None:
+    a, b = make(SHARED_URL, namespace), make(SHARED_URL, namespace)
+    await a.start()
+    await b.start()
+    assert a.status == b.status == "shared"
+    limits = Limits(rpm=60, tpm=None, burst_seconds=5)  # burst 5, then 1 s apart
+    got = []
+    for i in range(8):
+        r = await (a if i % 2 else b).reserve("dep", limits, max_wait=60)
+        assert r.granted and r.source == "shared"
+        got.append(r.wait)
+    assert got[:5] == pytest.approx([0.0] * 5, abs=0.05)
+    assert got[5:] == pytest.approx([1.0, 2.0, 3.0], abs=0.05)
+    # refusals book nothing, on either instance
+    for lim in (a, b):
+        r = await lim.reserve("dep", limits, max_wait=1)
+        assert not r.granted and r.wait == pytest.approx(4.0, abs=0.05)
+    assert await a.peek("dep", limits) == pytest.approx(4.0, abs=0.05)
+
+
+async def test_script_waits_match_the_local_arithmetic(
+    namespace: str, make: Callable[..., RedisLimiter]
+) -> None:
+    shared = make(SHARED_URL, namespace)
+    await shared.start()
+    local = LocalLimiter(FakeClock())  # time stands still: real time moves a few ms
+    limits = Limits(rpm=120, tpm=6000, burst_seconds=2)  # 4 requests; 200 tokens
+    steps: list[tuple[str, int, float]] = [
+        ("reserve", 150, 60),
+        ("reserve", 100, 60),
+        ("reserve", 10, 0.5),  # refused
+        ("adjust", -80, 0),
+        ("peek", 50, 0),
+        ("reserve", 500, 60),  # larger than the burst
+        ("reserve", 0, 60),
+        ("reserve", 0, 60),
+        ("adjust", 30, 0),
+        ("peek", 1, 0),
+        ("block", 0, 9),
+        ("peek", 0, 0),
+        ("reserve", 5, 60),
+    ]
+    for op, tokens, arg in steps:
+        if op == "reserve":
+            want = await local.reserve("d", limits, tokens, max_wait=arg)
+            got = await shared.reserve("d", limits, tokens, max_wait=arg)
+            assert (got.granted, got.tokens) == (want.granted, want.tokens), (op, tokens)
+            assert got.wait == pytest.approx(want.wait, abs=0.05), (op, tokens)
+        elif op == "peek":
+            want_wait = await local.peek("d", limits, tokens)
+            assert await shared.peek("d", limits, tokens) == pytest.approx(want_wait, abs=0.05)
+        elif op == "adjust":
+            await local.adjust("d", limits, tokens)
+            await shared.adjust("d", limits, tokens)
+        else:
+            await local.block("d", arg)
+            await shared.block("d", arg)
+
+
+async def test_keys_expire_once_settled(namespace: str, make: Callable[..., RedisLimiter]) -> None:
+    lim = make(SHARED_URL, namespace)
+    await lim.start()
+    await lim.reserve("dep", Limits(rpm=60, tpm=None, burst_seconds=1), max_wait=0)
+    await lim.block("blocked", 30)
+    client = aioredis.Redis.from_url(SHARED_URL)
+    try:
+        assert 0 < await client.pttl(lim.limiter_key("dep")) <= 2_000
+        assert 58_000 < await client.pttl(lim.limiter_key("blocked")) <= 60_000
+        assert await client.ttl(f"{namespace}:instances") > 0
+    finally:
+        await client.aclose()
+
+
+async def test_learned_limits_are_shared(namespace: str, make: Callable[..., RedisLimiter]) -> None:
+    a, b = make(SHARED_URL, namespace), make(SHARED_URL, namespace)
+    await a.start()
+    await b.start()
+    assert await b.get_learned("dep") is None
+    await a.set_learned("dep", Learned(rpm=500.0, tpm=None, updated_at=1700000000.5))
+    assert await b.get_learned("dep") == Learned(rpm=500.0, tpm=None, updated_at=1700000000.5)
+
+
+# -- instances
+
+
+async def test_heartbeat_counts_live_instances(
+    namespace: str, make: Callable[..., RedisLimiter]
+) -> None:
+    lims = [make(SHARED_URL, namespace, heartbeat_interval=0.05) for _ in range(3)]
+    for lim in lims:
+        await lim.start()
+    await eventually(lambda: all(lim.live_instances == 3 for lim in lims))
+    await lims[2].aclose()
+    await eventually(lambda: all(lim.live_instances == 2 for lim in lims[:2]))
+    assert lims[0].describe()["live_instances"] == 2
+
+
+# -- degraded mode
+
+
+async def test_degraded_when_redis_dies_and_back_when_it_returns(
+    private_redis: PrivateRedis,
+    make: Callable[..., RedisLimiter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    ns = "deg"
+    a = make(private_redis.url, ns, heartbeat_interval=0.05, op_timeout=0.2)
+    b = make(private_redis.url, ns, heartbeat_interval=0.05, op_timeout=0.2)
+    await a.start()
+    await b.start()
+    await eventually(lambda: a.live_instances == 2)
+    limits = Limits(rpm=60, tpm=None, burst_seconds=4)  # shared: burst 4, 1 s apart
+    assert (await a.reserve("dep", limits, max_wait=0)).source == "shared"
+
+    await private_redis.stop()
+    t0 = time.monotonic()
+    first = await a.reserve("dep", limits, max_wait=60)
+    assert time.monotonic() - t0 < 0.5
+    assert first.source == "degraded" and a.status == "degraded"
+    # each of the 2 instances takes half: 30 rpm, so a burst of 2, then 2 s apart
+    rest = [await a.reserve("dep", limits, max_wait=60) for _ in range(3)]
+    assert [first.wait, *(r.wait for r in rest)] == pytest.approx([0.0, 0.0, 2.0, 4.0], abs=0.05)
+    # once degraded the hot path never waits for Redis
+    t0 = time.monotonic()
+    for _ in range(200):
+        await a.peek("dep", limits)
+    assert time.monotonic() - t0 < 0.1
+    await asyncio.sleep(0.2)  # several failed heartbeats
+    await a.block("dep", 1)
+    await a.set_learned("dep", Learned(rpm=10.0, tpm=None, updated_at=1.0))
+    assert await a.get_learned("dep") == Learned(rpm=10.0, tpm=None, updated_at=1.0)
+    info = a.describe()
+    assert info["mode"] == "degraded" and info["degraded_calls"] >= 207
+    assert info["last_error"] in {"ConnectionError", "TimeoutError"}
+    warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert len(warnings) == 2  # one per instance (a and b), not one per call or heartbeat
+    assert all("1/2 of each limit" in r.getMessage() for r in warnings)
+    assert PASSWORD not in caplog.text and PASSWORD not in repr(info)
+
+    await private_redis.start()
+    await eventually(lambda: a.status == b.status == "shared")
+    assert (await a.reserve("other", limits, max_wait=0)).source == "shared"
+    infos = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.INFO]
+    assert len(infos) == 2
+    assert PASSWORD not in caplog.text
+
+
+async def test_starting_without_redis_is_degraded_then_shared(
+    tmp_path: Path, make: Callable[..., RedisLimiter], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    server = PrivateRedis(_free_port(), tmp_path)
+    lim = make(server.url, "late", heartbeat_interval=0.05, op_timeout=0.2)
+    t0 = time.monotonic()
+    await lim.start()
+    assert time.monotonic() - t0 < 0.5
+    assert lim.status == "degraded" and lim.live_instances == 1
+    limits = Limits(rpm=60, tpm=None, burst_seconds=2)  # one instance assumed: the full limit
+    got = [await lim.reserve("dep", limits, max_wait=60) for _ in range(3)]
+    assert [r.wait for r in got] == pytest.approx([0.0, 0.0, 1.0], abs=0.05)
+    assert {r.source for r in got} == {"degraded"}
+    try:
+        await server.start()
+        await eventually(lambda: lim.status == "shared")
+        assert (await lim.reserve("dep", limits, max_wait=0)).source == "shared"
+    finally:
+        await server.stop()
+    levels = [r.levelno for r in caplog.records if r.name == LOGGER]
+    assert levels == [logging.WARNING, logging.INFO]
+
+
+async def test_a_slow_redis_times_out_into_degraded_mode(
+    private_redis: PrivateRedis, make: Callable[..., RedisLimiter]
+) -> None:
+    lim = make(private_redis.url, "slow", heartbeat_interval=0.05, op_timeout=0.1)
+    await lim.start()
+    limits = Limits(rpm=60, tpm=None, burst_seconds=2)
+    assert (await lim.reserve("dep", limits, max_wait=0)).source == "shared"
+    admin = aioredis.Redis.from_url(private_redis.url)
+    sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "0.4"))
+    try:
+        await asyncio.sleep(0.02)  # the server is now stuck
+        t0 = time.monotonic()
+        r = await lim.reserve("dep", limits, max_wait=0)
+        assert time.monotonic() - t0 < 0.2
+        assert r.source == "degraded" and r.granted
+        assert lim.describe()["last_error"] == "TimeoutError"
+        await sleeper
+        await eventually(lambda: lim.status == "shared")
+    finally:
+        await sleeper
+        await admin.aclose()
