@@ -151,3 +151,53 @@ def test_config_is_frozen() -> None:
     )
     with pytest.raises(Exception, match="frozen"):
         cfg.server.port = 1  # type: ignore[misc]
+
+
+def test_azure_deployment_url_and_key_header() -> None:
+    import aiohttp
+
+    from brace.providers.openai_compat import OpenAIProvider
+
+    cfg = parse_config(
+        {
+            "models": {
+                "m": {
+                    "deployments": [
+                        {
+                            "provider": "azure",
+                            "base_url": "https://res.openai.azure.com/",
+                            "azure_deployment": "gpt4o-prod",
+                            "api_version": "2024-10-21",
+                            "model": "gpt-4o",
+                            "api_key": "${AZ}",
+                        }
+                    ]
+                }
+            }
+        },
+        env={"AZ": "az-secret"},
+    )
+    dep = cfg.models["m"].deployments[0]
+    provider = OpenAIProvider(dep, session=aiohttp.ClientSession.__new__(aiohttp.ClientSession))
+    assert provider._chat_url == (
+        "https://res.openai.azure.com/openai/deployments/gpt4o-prod/chat/completions"
+        "?api-version=2024-10-21"
+    )
+    assert provider._headers["api-key"] == "az-secret"
+    assert "Authorization" not in provider._headers
+    assert "az-secret" not in repr(provider)
+
+
+@pytest.mark.parametrize(
+    ("provider", "url"),
+    [
+        ("vllm", "http://127.0.0.1:8000/v1"),
+        ("ollama", "http://127.0.0.1:11434/v1"),
+        ("llamacpp", "http://127.0.0.1:8080/v1"),
+        ("lmstudio", "http://127.0.0.1:1234/v1"),
+    ],
+)
+def test_local_presets_need_no_url_or_key(provider: str, url: str) -> None:
+    cfg = parse_config({"models": {"m": {"deployments": [{"provider": provider, "model": "x"}]}}}, env={})
+    dep = cfg.models["m"].deployments[0]
+    assert dep.url == url and dep.api_key is None
