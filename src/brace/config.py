@@ -45,6 +45,7 @@ __all__ = [
     "Prices",
     "RetryConfig",
     "ServerConfig",
+    "TelemetryConfig",
     "Timeouts",
     "load_config",
     "parse_config",
@@ -319,10 +320,32 @@ class ServerConfig(_Frozen):
     API answers only when the gateway listens on a loopback address."""
 
 
+class TelemetryConfig(_Frozen):
+    """Traces, metrics, the request log and spend."""
+
+    enabled: bool = True
+    store: Literal["sqlite", "postgres", "off"] = "sqlite"
+    """Where the request log and traces go (a bounded background writer)."""
+    database: str = "brace.db"
+    """SQLite: a file path.  PostgreSQL: a URL, e.g. ``${DATABASE_URL}``."""
+    capture_content: bool = False
+    """Store request messages and answers (off: only metadata, tokens and cost)."""
+    retention_days: float = Field(default=30.0, gt=0)
+    retention_max_rows: int = Field(default=1_000_000, gt=0)
+    writer_queue: int = Field(default=10_000, gt=0)
+    """Records waiting for the writer; beyond it they are dropped and counted."""
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces (Jaeger, Tempo,
+    Langfuse, Phoenix...).  Off by default."""
+    otlp_headers: dict[str, str] = Field(default_factory=dict)
+    service_name: str = "brace"
+
+
 class BraceConfig(_Frozen):
     """The whole ``brace.yaml``."""
 
     server: ServerConfig = Field(default_factory=ServerConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     models: dict[str, ModelGroup] = Field(min_length=1)
 
     @model_validator(mode="after")

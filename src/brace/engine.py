@@ -4,6 +4,7 @@ Both the gateway (``brace serve``) and the in-process client use an :class:`Engi
 so they run the same stack.  Every group's stack is built here, in one place and
 in this order — **the first policy sees the request first**::
 
+    observe       times the request; at its end emits one RequestEnded record (telemetry)
     (extra policies given to the Engine, outermost first)
     deadline      sets the request's one deadline (group ``deadline``, or less if asked)
     admission     bounded priority queue, fair between tenants, honest 429s when full/late
@@ -47,6 +48,8 @@ from .policies.retry import RetryBudget, RetryPolicy
 from .providers import make_provider, make_session
 from .stack import Handler, Policy, build_stack
 from .state import LimiterBackend, make_limiter
+from .telemetry.cost import Pricing
+from .telemetry.observe import ObservePolicy
 
 __all__ = ["Engine"]
 
@@ -94,6 +97,15 @@ class Engine:
         await self.limiter.start()
         for name in self.config.models:
             self._cores[name] = self._build_core(name, self._session)
+        providers = {d.id: d.provider for g in self.config.models.values() for d in g.deployments}
+        self.pricing = Pricing(self.config)
+        observe = ObservePolicy(
+            clock=self.clock,
+            events=self.events,
+            pricing=self.pricing,
+            providers=providers,
+            capture_content=self.config.telemetry.capture_content,
+        )
         for name, group in self.config.models.items():
             admission = AdmissionPolicy(
                 name,
@@ -103,6 +115,7 @@ class Engine:
             )
             self._admissions[name] = admission
             layers: list[Policy] = [
+                observe,
                 *self._policies,
                 DeadlinePolicy(group.deadline, clock=self.clock),
                 admission,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "AttemptEnded",
@@ -72,7 +73,8 @@ class BreakerChanged:
     open_for: float | None = None
 
 
-Event = AttemptEnded | Retried | FellBack | Hedged | BreakerChanged
+Event = Any
+"""Any of the dataclasses above, or :class:`brace.telemetry.record.RequestEnded`."""
 
 
 class EventBus:

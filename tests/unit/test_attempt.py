@@ -91,7 +91,7 @@ async def test_json_success_is_recorded() -> None:
     req = Request("chat", "m", {}, request_id="r1")
     res = await h.handler(req)
     assert isinstance(res, Response) and res.json()["choices"][0]["message"]["content"] == "hi"
-    assert req.meta["attempts"] == [("a", None, 200, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", None, 200, 0.0)]
     assert h.events == [AttemptEnded("r1", "g", "a", None, 200, 0.0, hedge=False)]
 
 
@@ -109,7 +109,7 @@ async def test_json_total_timeout() -> None:
     assert info.value.phase == "total"
     assert info.value.deployment == "a"
     assert "60s" in info.value.message
-    assert req.meta["attempts"] == [("a", "timeout", None, pytest.approx(60.0))]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", "timeout", None, pytest.approx(60.0))]
     [event] = h.events
     assert isinstance(event, AttemptEnded)
     assert (event.deployment, event.error_class, event.status) == ("a", "timeout", None)
@@ -122,7 +122,7 @@ async def test_upstream_failure_is_recorded_and_reraised() -> None:
     with pytest.raises(ServerError) as info:
         await h.handler(req)
     assert info.value is err
-    assert req.meta["attempts"] == [("a", "server_error", 500, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", "server_error", 500, 0.0)]
     assert h.events == [AttemptEnded("r1", "g", "a", "server_error", 500, 0.0)]
 
 
@@ -132,7 +132,7 @@ async def test_attempts_accumulate_across_calls() -> None:
     with pytest.raises(ServerError):
         await h.handler(req)
     await h.handler(req)
-    assert req.meta["attempts"] == [("a", "server_error", 502, 0.0), ("a", None, 200, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", "server_error", 502, 0.0), ("a", None, 200, 0.0)]
 
 
 async def test_hedge_flag_is_reported_on_the_event() -> None:
@@ -156,7 +156,7 @@ async def test_deadline_nearer_than_timeout_gives_deadline_exceeded() -> None:
     with pytest.raises(DeadlineExceeded) as info:
         await task
     assert info.value.deployment == "a"
-    assert req.meta["attempts"] == [("a", "deadline_exceeded", None, pytest.approx(2.0))]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", "deadline_exceeded", None, pytest.approx(2.0))]
 
 
 async def test_deadline_nearer_than_first_token_timeout_on_a_stream() -> None:
@@ -200,7 +200,7 @@ async def test_stream_success_yields_every_chunk() -> None:
     assert isinstance(res, StreamResponse)
     chunks = await collect_stream(res)
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["a", "b", "c"]
-    assert req.meta["attempts"] == [("a", None, 200, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", None, 200, 0.0)]
     assert h.events == [AttemptEnded("r1", "g", "a", None, 200, 0.0)]
 
 
@@ -231,7 +231,7 @@ async def test_stream_first_token_timeout_closes_upstream() -> None:
         await task
     assert info.value.phase == "first_token"
     assert up.gen_closed and up.close_calls == 1
-    assert req.meta["attempts"] == [("a", "timeout", None, pytest.approx(10.0))]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", "timeout", None, pytest.approx(10.0))]
 
 
 async def test_stream_first_token_timeout_when_provider_itself_hangs() -> None:
@@ -252,7 +252,7 @@ async def test_empty_stream_is_malformed_and_closed() -> None:
         await h.handler(req)
     assert info.value.deployment == "a"
     assert up.close_calls == 1
-    assert req.meta["attempts"] == [("a", "malformed_response", None, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [("a", "malformed_response", None, 0.0)]
 
 
 async def test_stall_after_first_chunk_raises_while_iterating() -> None:

@@ -138,7 +138,7 @@ async def test_slow_primary_is_hedged_and_the_hedge_wins() -> None:
     assert req.meta["hedged"] is True
     assert req.meta["deployment"] == "b"
     assert g.hedged() == [Hedged("r1", "g", 0.5)]
-    assert req.meta["attempts"] == [("b", None, 200, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [("b", None, 200, 0.0)]
     ended = [e for e in g.events if isinstance(e, AttemptEnded)]
     assert ended == [AttemptEnded("r1", "g", "b", None, 200, 0.0, hedge=True)]
     # the cancelled primary released its slot in the balancer

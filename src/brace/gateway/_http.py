@@ -6,6 +6,7 @@ Nothing here validates a whole body: routes check the few fields they need.
 from __future__ import annotations
 
 import contextlib
+import asyncio
 import hashlib
 import logging
 import os
@@ -110,6 +111,9 @@ def _timeout_hint(request: web.Request) -> float | None:
 
 async def dispatch(request: web.Request, gateway: Gateway, req: Request) -> web.StreamResponse:
     """Run ``req`` through its group's stack and render the result or the error."""
+    traceparent = request.headers.get("traceparent")
+    if traceparent:
+        req.meta["traceparent"] = traceparent
     try:
         timeout = _timeout_hint(request)
         if timeout is not None:
@@ -132,7 +136,7 @@ async def dispatch(request: web.Request, gateway: Gateway, req: Request) -> web.
         resp = error_response(exc, req.request_id)
         resp.headers.update(brace_headers(req))
         return resp
-    return await render(request, result, brace_headers(req))
+    return await render(request, result, brace_headers(req), req)
 
 
 def json_response(
@@ -150,7 +154,10 @@ def error_response(exc: BraceError, rid: str) -> web.Response:
 
 
 async def render(
-    request: web.Request, result: Response | StreamResponse, headers: dict[str, str]
+    request: web.Request,
+    result: Response | StreamResponse,
+    headers: dict[str, str],
+    req: Request | None = None,
 ) -> web.StreamResponse:
     """Write a stack result to the client: JSON at once, or SSE chunk by chunk."""
     if isinstance(result, Response):
@@ -159,11 +166,11 @@ async def render(
         return web.Response(
             body=result.body, status=result.status, content_type=_JSON, headers=headers
         )
-    return await _render_stream(request, result, headers)
+    return await _render_stream(request, result, headers, req.meta if req is not None else {})
 
 
 async def _render_stream(
-    request: web.Request, stream: StreamResponse, headers: dict[str, str]
+    request: web.Request, stream: StreamResponse, headers: dict[str, str], meta: dict[str, Any]
 ) -> web.StreamResponse:
     chunks = stream.chunks
     try:
@@ -191,10 +198,14 @@ async def _render_stream(
         log.warning(
             "stream %s ended by upstream failure: %s", headers.get("x-request-id"), exc.message
         )
+        meta["stream_error"] = exc
         await _write_quietly(resp, b"data: " + exc.to_json() + b"\n\n")
     except (ConnectionResetError, ConnectionError):
         # The client went away: stop reading upstream (finally closes it).
-        pass
+        meta["client_disconnected"] = True
+    except asyncio.CancelledError:
+        meta["client_disconnected"] = True
+        raise
     finally:
         await stream.aclose()
     return resp

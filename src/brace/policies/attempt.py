@@ -17,6 +17,7 @@ as an :class:`~brace.events.AttemptEnded` event.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from ..clock import Clock
 from ..config import Timeouts
@@ -24,7 +25,21 @@ from ..errors import DeadlineExceeded, MalformedResponse, UpstreamFailure, Upstr
 from ..events import AttemptEnded, EventBus
 from ..stack import Handler, Request, Response, StreamResponse
 
-__all__ = ["AttemptPolicy"]
+__all__ = ["Attempt", "AttemptPolicy"]
+
+
+class Attempt(NamedTuple):
+    """One attempt, as recorded in ``request.meta["attempts"]`` (telemetry reads these)."""
+
+    deployment: str
+    error_class: str | None
+    status: int | None
+    duration: float
+    started: float
+    """On the engine's clock (monotonic)."""
+    hedge: bool = False
+    group: str = ""
+    error: str | None = None
 
 
 class AttemptPolicy:
@@ -125,7 +140,18 @@ class AttemptPolicy:
         attempts = req.meta.get("attempts")
         if attempts is None:
             attempts = req.meta["attempts"] = []
-        attempts.append((self._id, error_class, status, duration))
+        attempts.append(
+            Attempt(
+                self._id,
+                error_class,
+                status,
+                duration,
+                start,
+                bool(req.meta.get("hedge")),
+                self._group,
+                exc.message if exc is not None else None,
+            )
+        )
         if not self._events.active:
             return
         self._events.emit(

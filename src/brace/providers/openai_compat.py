@@ -68,12 +68,24 @@ class OpenAIProvider:
     async def __call__(self, req: Request) -> Response | StreamResponse:
         body = req.body.copy()
         body["model"] = self._model
+        strip_usage = False
+        if req.stream and req.operation == "chat":
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                # ask for usage anyway (cost, TPM settling); the caller does not see it
+                body["stream_options"] = {
+                    **(options if isinstance(options, dict) else {}),
+                    "include_usage": True,
+                }
+                strip_usage = True
         url = self._chat_url if req.operation == "chat" else self._emb_url
         resp = await post(
             self._session, url, orjson.dumps(body), self._headers, self._timeout, deployment=self.id
         )
         if req.stream:
-            return StreamResponse(self._relay(resp), close=_closer(resp), upstream=resp.headers)
+            return StreamResponse(
+                self._relay(resp, req.meta, strip_usage), close=_closer(resp), upstream=resp.headers
+            )
         raw = await read_body(resp, deployment=self.id)
         try:
             parsed: Any = orjson.loads(raw)
@@ -88,7 +100,9 @@ class OpenAIProvider:
             )
         return Response(raw, _parsed=parsed, upstream=resp.headers)
 
-    async def _relay(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _relay(
+        self, resp: aiohttp.ClientResponse, meta: dict[str, Any], strip_usage: bool
+    ) -> AsyncIterator[bytes]:
         """Relay the upstream's SSE as frames: every complete event of a network read
         in one frame, the upstream's own bytes when they need no change."""
         finished = False
@@ -110,6 +124,8 @@ class OpenAIProvider:
                     continue
                 block, buf = buf[: end + 2], buf[end + 2 :]
                 frame, done = self._frame(block)
+                if b'"usage":{' in frame or b'"finish_reason":"' in frame:
+                    frame = _note_usage(frame, meta, strip_usage)
                 if not finished and b'"finish_reason":"' in frame:
                     finished = True
                 if frame:
@@ -160,6 +176,37 @@ class OpenAIProvider:
         if not changed:
             return block, False
         return (b"\n\n".join(kept) + b"\n\n" if kept else b""), done
+
+
+def _note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) -> bytes:
+    """Record usage, finish reasons and the model from the events that carry them;
+    drop the usage-only event Brace asked for on the caller's behalf."""
+    kept: list[bytes] = []
+    dropped = False
+    for ev in frame.split(b"\n\n"):
+        if not ev:
+            continue
+        if b'"usage":{' in ev or b'"finish_reason":"' in ev:
+            try:
+                chunk = orjson.loads(ev[6:])
+            except orjson.JSONDecodeError:
+                kept.append(ev)
+                continue
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                meta["usage"] = usage
+                meta["response_model"] = chunk.get("model")
+            for choice in chunk.get("choices") or ():
+                reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                if isinstance(reason, str):
+                    meta.setdefault("finish_reasons", []).append(reason)
+            if strip_usage and isinstance(usage, dict) and not chunk.get("choices"):
+                dropped = True
+                continue
+        kept.append(ev)
+    if not dropped:
+        return frame
+    return b"".join(e + b"\n\n" for e in kept)
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:

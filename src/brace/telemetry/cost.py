@@ -1,0 +1,120 @@
+"""The cost of a request, from its token usage and a price.
+
+The deployment's configured ``prices`` win; otherwise the maintained price table of
+the ``genai-prices`` package (bundled data, no network) is asked once per
+(provider, model) and cached.  Prices are USD per million tokens: input, output, and
+cached input (cache reads) when known; reasoning tokens are output tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..config import BraceConfig
+
+__all__ = ["Price", "Pricing"]
+
+log = logging.getLogger("brace.cost")
+
+# genai-prices names providers by their API; Brace presets that are the same API
+_PROVIDER_IDS = {
+    "openai": "openai",
+    "azure": "azure",
+    "anthropic": "anthropic",
+    "groq": "groq",
+    "together": "together",
+    "deepseek": "deepseek",
+    "mistral": "mistral",
+    "openrouter": "openrouter",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
+        cached = min(cached_tokens, input_tokens)
+        cached_rate = self.input if self.cached_input is None else self.cached_input
+        return (
+            (input_tokens - cached) * self.input
+            + cached * cached_rate
+            + output_tokens * self.output
+        ) / 1_000_000
+
+
+class Pricing:
+    """Price lookup for a config's deployments (configured first, then genai-prices)."""
+
+    def __init__(self, config: BraceConfig) -> None:
+        self._configured: dict[str, Price] = {}
+        self._providers: dict[str, str] = {}
+        self._models: dict[str, str] = {}
+        for group in config.models.values():
+            for d in group.deployments:
+                self._providers[d.id] = d.provider
+                self._models[d.id] = d.model
+                if d.prices is not None:
+                    self._configured[d.id] = Price(
+                        d.prices.input, d.prices.output, d.prices.cached_input
+                    )
+        self._table: dict[tuple[str, str], Price | None] = {}
+
+    def price(self, deployment: str, response_model: str | None = None) -> Price | None:
+        configured = self._configured.get(deployment)
+        if configured is not None:
+            return configured
+        provider = self._providers.get(deployment)
+        model = response_model or self._models.get(deployment)
+        if provider is None or model is None:
+            return None
+        key = (provider, model)
+        if key not in self._table:
+            self._table[key] = _lookup(provider, model)
+        return self._table[key]
+
+    def cost(
+        self,
+        deployment: str,
+        response_model: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_tokens: int | None = None,
+    ) -> float | None:
+        if input_tokens is None and output_tokens is None:
+            return None
+        price = self.price(deployment, response_model)
+        if price is None:
+            return None
+        return price.cost(input_tokens or 0, output_tokens or 0, cached_tokens or 0)
+
+
+def _lookup(provider: str, model: str) -> Price | None:
+    try:
+        from genai_prices import Usage, calc_price
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    provider_id = _PROVIDER_IDS.get(provider)
+    try:
+        # a small usage: long-context tiers must not set the everyday price
+        per_in = calc_price(
+            Usage(input_tokens=1000, output_tokens=0), model, provider_id=provider_id
+        )
+        per_out = calc_price(
+            Usage(input_tokens=0, output_tokens=1000), model, provider_id=provider_id
+        )
+        per_cached = calc_price(
+            Usage(input_tokens=1000, cache_read_tokens=1000, output_tokens=0),
+            model,
+            provider_id=provider_id,
+        )
+    except Exception:  # unknown model or provider: no price, not an error
+        return None
+    return Price(
+        float(per_in.total_price) * 1000,
+        float(per_out.total_price) * 1000,
+        float(per_cached.total_price) * 1000,
+    )

@@ -1,0 +1,219 @@
+"""The outermost policy: time the request and, when it ends, emit its record.
+
+Nothing here waits on telemetry: it notes the start (monotonic and wall clock),
+lets the request run, and when the answer is complete — at once for JSON, when the
+stream is closed for a stream — builds one :class:`~brace.telemetry.record.RequestRecord`
+from what the layers below left in ``request.meta`` and emits it as
+:class:`~brace.telemetry.record.RequestEnded`.  With no subscriber, no record is built.
+
+``request.meta`` keys read here: ``attempts`` (attempt policy), ``deployment``,
+``fallback``, ``hedged``, ``queue_wait``, ``priority``, ``tenant``, ``usage`` and
+``finish_reasons`` (providers, for streams), ``traceparent`` (gateway),
+``client_disconnected`` and ``stream_error`` (whoever renders the stream).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..clock import Clock
+from ..errors import BraceError
+from ..events import EventBus
+from ..stack import Handler, Request, Response, StreamResponse
+from .cost import Pricing
+from .record import AttemptRecord, RequestEnded, RequestRecord
+
+__all__ = ["ObservePolicy", "parse_traceparent"]
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """(trace id, parent span id) from a W3C ``traceparent``, or ``None`` if invalid."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
+        return None
+    trace_id, span_id = parts[1].lower(), parts[2].lower()
+    if len(trace_id) != 32 or len(span_id) != 16:
+        return None
+    try:
+        int(trace_id, 16)
+        int(span_id, 16)
+    except ValueError:
+        return None
+    if trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return trace_id, span_id
+
+
+class ObservePolicy:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        events: EventBus,
+        pricing: Pricing,
+        providers: Mapping[str, str],
+        capture_content: bool = False,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self._events = events
+        self._pricing = pricing
+        self._providers = providers
+        self._capture = capture_content
+        self._wall = wall
+
+    def wrap(self, inner: Handler) -> Handler:
+        clock = self._clock
+        events = self._events
+
+        async def observe(req: Request) -> Response | StreamResponse:
+            if not events.active:
+                return await inner(req)
+            start = clock.now()
+            started_at = self._wall()
+            req.meta["t0"] = start
+            try:
+                result = await inner(req)
+            except BraceError as exc:
+                self._emit(req, start, started_at, None, exc)
+                raise
+            if isinstance(result, Response):
+                self._emit(req, start, started_at, result, None)
+                return result
+            first_chunk = clock.now() - start
+
+            async def finish() -> None:
+                try:
+                    await result.aclose()
+                finally:
+                    self._emit(req, start, started_at, None, None, ttft=first_chunk)
+
+            return StreamResponse(
+                result.chunks, headers=result.headers, close=finish, upstream=result.upstream
+            )
+
+        return observe
+
+    def _emit(
+        self,
+        req: Request,
+        start: float,
+        started_at: float,
+        result: Response | None,
+        exc: BraceError | None,
+        *,
+        ttft: float | None = None,
+    ) -> None:
+        try:
+            record = self._record(req, start, started_at, result, exc, ttft)
+        except Exception:  # a record that cannot be built must never fail the request
+            self._events.errors += 1
+            return
+        self._events.emit(RequestEnded(record))
+
+    def _record(
+        self,
+        req: Request,
+        start: float,
+        started_at: float,
+        result: Response | None,
+        exc: BraceError | None,
+        ttft: float | None,
+    ) -> RequestRecord:
+        meta = req.meta
+        duration = self._clock.now() - start
+        trace = parse_traceparent(meta.get("traceparent"))
+        trace_id, parent = trace if trace else (os.urandom(16).hex(), None)
+        attempts = [
+            AttemptRecord(
+                deployment=a.deployment,
+                group=a.group,
+                provider=self._providers.get(a.deployment, ""),
+                offset=max(0.0, a.started - start),
+                duration=a.duration,
+                error_class=a.error_class,
+                status=a.status,
+                hedge=a.hedge,
+                error=a.error,
+            )
+            for a in meta.get("attempts", ())
+        ]
+        fallback = meta.get("fallback")
+        deployment = meta.get("deployment")
+        record = RequestRecord(
+            request_id=req.request_id,
+            trace_id=trace_id,
+            span_id=os.urandom(8).hex(),
+            parent_span_id=parent,
+            operation=req.operation,
+            model=req.model,
+            started_at=started_at,
+            duration=duration,
+            status=200,
+            stream=req.stream,
+            group=fallback[-1] if fallback else req.model,
+            deployment=deployment,
+            provider=self._providers.get(deployment) if deployment else None,
+            ttft=ttft,
+            queue_wait=meta.get("queue_wait"),
+            attempts=attempts,
+            fallback=list(fallback) if fallback else None,
+            hedged=bool(meta.get("hedged")),
+            priority=meta.get("priority"),
+            tenant=meta.get("tenant"),
+            client_disconnected=bool(meta.get("client_disconnected")),
+        )
+        failure = exc if exc is not None else meta.get("stream_error")
+        if failure is not None:
+            record.error_class = failure.error_class
+            record.error = failure.message
+            if exc is not None:
+                record.status = exc.http_status
+        usage: Any = None
+        if result is not None:
+            body = result.json()
+            usage = body.get("usage")
+            record.response_model = body.get("model")
+            choices = body.get("choices")
+            if isinstance(choices, list):
+                record.finish_reasons = [
+                    c["finish_reason"]
+                    for c in choices
+                    if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
+                ] or None
+            if self._capture:
+                record.content = {"request": req.body.get("messages"), "response": choices}
+        else:
+            usage = meta.get("usage")
+            record.response_model = meta.get("response_model")
+            reasons = meta.get("finish_reasons")
+            record.finish_reasons = list(reasons) if reasons else None
+            if self._capture:
+                record.content = {"request": req.body.get("messages")}
+        if isinstance(usage, dict):
+            record.input_tokens = _int(usage.get("prompt_tokens"))
+            record.output_tokens = _int(usage.get("completion_tokens"))
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict):
+                record.cached_tokens = _int(details.get("cached_tokens"))
+            details = usage.get("completion_tokens_details")
+            if isinstance(details, dict):
+                record.reasoning_tokens = _int(details.get("reasoning_tokens"))
+            if deployment:
+                record.cost_usd = self._pricing.cost(
+                    deployment,
+                    record.response_model,
+                    record.input_tokens,
+                    record.output_tokens,
+                    record.cached_tokens,
+                )
+        return record
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
