@@ -5,8 +5,8 @@ Nothing here validates a whole body: routes check the few fields they need.
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os

@@ -33,9 +33,8 @@ from ..clock import Clock
 from ..config import CapacityConfig, Deployment
 from ..errors import NoCapacity, UpstreamFailure
 from ..stack import Handler, Request, Response, StreamResponse
-from .ratelimit_headers import RateLimitInfo, parse_ratelimit_headers
-
 from ..state import LimiterBackend, Limits
+from .ratelimit_headers import RateLimitInfo, parse_ratelimit_headers
 
 __all__ = ["Pacer", "PacingPolicy", "estimate_prompt_tokens", "request_tokens"]
 
