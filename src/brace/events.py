@@ -78,10 +78,11 @@ Event = Any
 
 
 class EventBus:
-    __slots__ = ("_subscribers", "errors")
+    __slots__ = ("_kinds", "_subscribers", "errors")
 
     def __init__(self) -> None:
         self._subscribers: list[Callable[[Event], None]] = []
+        self._kinds: list[frozenset[type] | None] = []
         self.errors = 0
 
     @property
@@ -89,15 +90,32 @@ class EventBus:
         """Has the bus any subscriber?  Emitters may skip building an event if not."""
         return bool(self._subscribers)
 
-    def subscribe(self, fn: Callable[[Event], None]) -> Callable[[], None]:
-        """Add a subscriber; returns a function that removes it."""
+    def wants(self, kind: type) -> bool:
+        """Does any subscriber take events of ``kind``?  (Skip building them if not.)"""
+        return any(k is None or kind in k for k in self._kinds)
+
+    def subscribe(
+        self, fn: Callable[[Event], None], kinds: frozenset[type] | None = None
+    ) -> Callable[[], None]:
+        """Add a subscriber (for every event, or only ``kinds``); returns a function
+        that removes it."""
         self._subscribers.append(fn)
-        return lambda: self._subscribers.remove(fn)
+        self._kinds.append(kinds)
+
+        def unsubscribe() -> None:
+            i = self._subscribers.index(fn)
+            del self._subscribers[i]
+            del self._kinds[i]
+
+        return unsubscribe
 
     def emit(self, event: Event) -> None:
         if not self._subscribers:
             return
-        for fn in self._subscribers:
+        kind = type(event)
+        for fn, kinds in zip(self._subscribers, self._kinds, strict=True):
+            if kinds is not None and kind not in kinds:
+                continue
             try:
                 fn(event)
             except Exception:  # a broken subscriber must never break a request

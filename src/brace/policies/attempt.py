@@ -152,7 +152,7 @@ class AttemptPolicy:
                 exc.message if exc is not None else None,
             )
         )
-        if not self._events.active:
+        if not self._events.wants(AttemptEnded):
             return
         self._events.emit(
             AttemptEnded(
