@@ -196,6 +196,7 @@ def _note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) -> bytes:
             if isinstance(usage, dict):
                 meta["usage"] = usage
                 meta["response_model"] = chunk.get("model")
+                meta["response_id"] = chunk.get("id")
             for choice in chunk.get("choices") or ():
                 reason = choice.get("finish_reason") if isinstance(choice, dict) else None
                 if isinstance(reason, str):

@@ -179,6 +179,8 @@ class ObservePolicy:
             body = result.json()
             usage = body.get("usage")
             record.response_model = body.get("model")
+            rid = body.get("id")
+            record.response_id = rid if isinstance(rid, str) else None
             choices = body.get("choices")
             if isinstance(choices, list):
                 record.finish_reasons = [
@@ -191,6 +193,7 @@ class ObservePolicy:
         else:
             usage = meta.get("usage")
             record.response_model = meta.get("response_model")
+            record.response_id = meta.get("response_id")
             reasons = meta.get("finish_reasons")
             record.finish_reasons = list(reasons) if reasons else None
             if self._capture:

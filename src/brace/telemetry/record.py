@@ -55,6 +55,8 @@ class RequestRecord:
     deployment: str | None = None
     provider: str | None = None
     response_model: str | None = None
+    response_id: str | None = None
+    """The upstream's id for the answer (``chatcmpl-...``, ``msg_...``)."""
     error_class: str | None = None
     error: str | None = None
     ttft: float | None = None
