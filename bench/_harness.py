@@ -1,6 +1,7 @@
 """What the bench scripts share: subprocesses, /proc accounting, wrk, the report file.
 
-Everything here is standard library; it runs under the project venv's Python.
+Everything here is standard library (except `load()`, which imports aiohttp when it is
+called); it runs under the project venv's Python.
 """
 
 from __future__ import annotations
@@ -311,3 +312,213 @@ def save_json(prefix: str, data: dict[str, Any]) -> Path:
     path.write_text(json.dumps(data, indent=2))
     (RESULTS / f"{prefix}-latest.json").write_text(json.dumps(data, indent=2))
     return path
+
+
+# ----------------------------------------------------------------------------- scenario runs
+# Shared by failover.py and ratelimit.py: mocks with faults or limits, Brace and LiteLLM
+# started from a config dict, and an aiohttp load generator (aiohttp is imported lazily:
+# it is in the project venv, and everything above stays standard library).
+
+LITELLM_VENV = BENCH / ".venv-litellm"
+LITELLM_ENV: dict[str, str | None] = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # offline: no cost-map download at start-up
+    "LITELLM_LOG": "ERROR",
+    "LITELLM_TELEMETRY_DISABLED": "true",
+    "DATABASE_URL": None,
+}
+LITELLM_GENERAL = {
+    "master_key": "sk-bench",
+    "disable_spend_logs": True,
+    "disable_error_logs": True,
+}
+WORK = RESULTS / "work"
+
+
+def _write_config(name: str, config: dict[str, Any]) -> Path:
+    WORK.mkdir(parents=True, exist_ok=True)
+    path = WORK / f"{name}.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+def start_mock(
+    name: str, args: list[str], config: dict[str, Any] | None = None
+) -> tuple[Proc, str]:
+    """``brace mock`` on a free port with CLI ``args`` (and a ``--config`` file of
+    MockConfig fields); returns the process and its ``/v1`` base URL."""
+    port = free_port()
+    argv = [str(BRACE), "mock", "--port", str(port), *args]
+    if config:
+        argv += ["--config", str(_write_config(name, config))]
+    proc = Proc(name, argv).start()
+    try:
+        proc.wait_ready(f"http://127.0.0.1:{port}/healthz", timeout=20)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def _mock_root(base: str) -> str:
+    return base.removesuffix("/v1")
+
+
+def mock_stats(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{_mock_root(base)}/_mock/stats", timeout=10) as resp:
+        stats: dict[str, Any] = json.loads(resp.read())
+    return stats
+
+
+def mock_reset(base: str) -> None:
+    req = urllib.request.Request(f"{_mock_root(base)}/_mock/reset", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+
+
+def get_json(url: str, timeout: float = 10) -> Any:
+    req = urllib.request.Request(url, headers={"Authorization": AUTH})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def start_brace(name: str, models: dict[str, Any]) -> tuple[Proc, str]:
+    """``brace serve`` with ``models`` on a free loopback port; returns the process and
+    its base URL (``http://127.0.0.1:PORT``)."""
+    port = free_port()
+    config = {"server": {"host": "127.0.0.1", "port": port}, "models": models}
+    argv = [str(BRACE), "serve", "--config", str(_write_config(name, config))]
+    proc = Proc(name, [*argv, "--log-level", "warning"]).start()
+    try:
+        proc.wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=30)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def start_litellm(name: str, config: dict[str, Any]) -> tuple[Proc, str]:
+    """LiteLLM's proxy (bench/.venv-litellm, one worker) with ``config`` on a free
+    loopback port; returns the process and its base URL."""
+    exe = LITELLM_VENV / "bin" / "litellm"
+    if not exe.exists():
+        raise RuntimeError("bench/.venv-litellm is missing: run `bash bench/setup.sh`")
+    port = free_port()
+    argv = [str(exe), "--config", str(_write_config(name, config))]
+    argv += ["--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
+    proc = Proc(name, argv, env=LITELLM_ENV).start()
+    try:
+        proc.wait_ready(f"http://127.0.0.1:{port}/health/readiness", timeout=120)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def dist_version(dist: str, python: str | None = None) -> str:
+    """A distribution's version, in this Python or in another venv's ``python``."""
+    code = f"from importlib.metadata import version; print(version({dist!r}))"
+    proc = subprocess.run([python or str(PROJECT_PY), "-c", code], capture_output=True, text=True)
+    return proc.stdout.strip() or "not installed"
+
+
+@dataclass
+class LoadResult:
+    """What a client saw: one entry per request, in the order they were issued."""
+
+    statuses: list[int | str]
+    """HTTP status, or the exception's class name, or ``"not sent"`` / ``"unfinished"``
+    for requests the run's time limit cut off."""
+    latencies: list[float]
+    """Seconds, for requests that got an answer (any status)."""
+    wall: float
+    """First send to last answer (or to the time limit)."""
+    timed_out: bool
+    samples: dict[str, str] = field(default_factory=dict)
+    """The first answer body (up to 300 bytes) seen for each non-200 status."""
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for s in self.statuses if s != 200)
+
+    def error_kinds(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.statuses:
+            if s != 200:
+                out[str(s)] = out.get(str(s), 0) + 1
+        return out
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile (``p`` in 0..100); ``None`` for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+def load(
+    url: str,
+    bodies: list[bytes],
+    *,
+    concurrency: int,
+    time_limit: float,
+    request_timeout: float = 60.0,
+) -> LoadResult:
+    """POST every body to ``url`` with ``concurrency`` workers on one aiohttp session.
+
+    Bounded: each request by ``request_timeout``, the whole run by ``time_limit``
+    (requests still running or not yet sent are reported as such, never dropped).
+    """
+    import asyncio
+
+    import aiohttp
+
+    n = len(bodies)
+    statuses: list[int | str] = ["not sent"] * n
+    latencies: list[float] = []
+    next_i = 0
+    first = last = 0.0
+    samples: dict[str, str] = {}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal next_i, last
+        while next_i < n:
+            i, next_i = next_i, next_i + 1
+            statuses[i] = "unfinished"
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=bodies[i]) as resp:
+                    data = await resp.read()
+                    statuses[i] = resp.status
+                    if resp.status != 200:
+                        samples.setdefault(str(resp.status), data[:300].decode(errors="replace"))
+            except TimeoutError:
+                statuses[i] = "client timeout"
+            except aiohttp.ClientError as exc:
+                statuses[i] = type(exc).__name__
+            t1 = time.perf_counter()
+            latencies.append(t1 - t0)
+            last = max(last, t1)
+
+    async def run() -> bool:
+        nonlocal first
+        headers = {"Content-Type": "application/json", "Authorization": AUTH}
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        timeout = aiohttp.ClientTimeout(total=request_timeout)
+        async with aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=timeout
+        ) as session:
+            first = time.perf_counter()
+            tasks = [asyncio.create_task(worker(session)) for _ in range(concurrency)]
+            done, pending = await asyncio.wait(tasks, timeout=time_limit)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                task.result()  # a bug in the worker surfaces here
+            return bool(pending)
+
+    timed_out = asyncio.run(run())
+    end = time.perf_counter() if timed_out else (last or time.perf_counter())
+    return LoadResult(statuses, latencies, end - first, timed_out, samples)
