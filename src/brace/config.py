@@ -164,6 +164,9 @@ class CapacityConfig(_Frozen):
     default_max_tokens: int = Field(default=256, ge=0)
     """Completion tokens reserved for a request that sets no max_tokens (upstreams
     charge the requested maximum against TPM when the request arrives)."""
+    headroom: float = Field(default=0.02, ge=0, lt=0.5)
+    """Share of every rpm/tpm limit Brace leaves unused, absorbing clock and token-count
+    differences with the upstream (2% costs ~2% of throughput, saves the odd 429)."""
     max_queue: int = Field(default=1000, ge=0)
     """Requests waiting for capacity in this group; more are shed with 429."""
     adaptive_concurrency: bool = True

@@ -111,6 +111,7 @@ class Pacer:
         self.max_concurrency = float(deployment.max_concurrency or 1024)
         self.concurrency_limit = float(deployment.max_concurrency or 64)
         self.adaptive = config.adaptive_concurrency
+        self.headroom = config.headroom
         self.in_flight = 0
         self.throttled = 0  # upstream 429s seen despite pacing
 
@@ -122,7 +123,7 @@ class Pacer:
         tpm = self.configured_tpm or self.learned_tpm
         if rpm is None and tpm is None:
             return None
-        f = self.factor
+        f = self.factor * (1.0 - self.headroom)
         return Limits(
             rpm=rpm * f if rpm else None,
             tpm=tpm * f if tpm else None,
