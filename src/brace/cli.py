@@ -1,4 +1,4 @@
-"""The ``brace`` command: ``serve``, ``check``, ``mock``."""
+"""The ``brace`` command: ``serve``, ``check``, ``mock``, ``logs``, ``trace``."""
 
 from __future__ import annotations
 
@@ -112,6 +112,9 @@ def serve(
 
     try:
         _run(main())
+    except ConfigError as exc:
+        err.print(f"[bold red]cannot start:[/] {escape(exc.message)}", highlight=False)
+        raise typer.Exit(2) from None
     except OSError as exc:
         err.print(f"[bold red]cannot start:[/] {escape(str(exc.strerror or exc))}", highlight=False)
         raise typer.Exit(1) from None
@@ -140,6 +143,15 @@ def _register_mock() -> None:
 
 
 _register_mock()
+
+
+def _register_logs() -> None:
+    from .logs_cli import register_cli as register_logs
+
+    register_logs(app)
+
+
+_register_logs()
 
 
 def main() -> None:

@@ -2,16 +2,20 @@
 
 Usage: ``python -m tests.integration._serve SPEC_JSON``.  SPEC is
 ``{"mocks": {name: MockConfig fields}, "gateway": config}``; in the gateway config,
-the string ``{mock:NAME}`` is replaced by that mock's base URL.  Prints one JSON
-line ``{"gateway": URL, "mocks": {name: URL}}`` once everything listens, and runs
-until its standard input closes.
+the string ``{mock:NAME}`` is replaced by that mock's base URL.  Either part may be
+left out: mocks alone (several gateway processes can then share them, their URLs
+written into each gateway's config), or a gateway alone in front of upstreams that
+run elsewhere.  Prints one JSON line ``{"gateway": URL or null, "mocks": {name: URL}}``
+once everything listens, and runs until its standard input closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import tempfile
 from typing import Any
 
 from aiohttp import web
@@ -33,14 +37,25 @@ async def main(spec: dict[str, Any]) -> None:
         await site.start()
         runners.append(runner)
         urls[name] = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    text = json.dumps(spec["gateway"])
-    for name, url in urls.items():
-        text = text.replace("{mock:" + name + "}", url)
-    gateway = Gateway(parse_config(json.loads(text), env={}))
-    port = await gateway.start(host="127.0.0.1", port=0)
-    print(json.dumps({"gateway": f"http://127.0.0.1:{port}", "mocks": urls}), flush=True)
+    gateway: Gateway | None = None
+    gateway_url: str | None = None
+    if spec.get("gateway") is not None:
+        gateway_spec = dict(spec["gateway"])
+        telemetry = dict(gateway_spec.get("telemetry") or {})
+        telemetry.setdefault(
+            "database", os.path.join(tempfile.mkdtemp(prefix="brace-serve-"), "brace.db")
+        )
+        gateway_spec["telemetry"] = telemetry
+        text = json.dumps(gateway_spec)
+        for name, url in urls.items():
+            text = text.replace("{mock:" + name + "}", url)
+        gateway = Gateway(parse_config(json.loads(text), env={}))
+        port = await gateway.start(host="127.0.0.1", port=0)
+        gateway_url = f"http://127.0.0.1:{port}"
+    print(json.dumps({"gateway": gateway_url, "mocks": urls}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    await gateway.stop()
+    if gateway is not None:
+        await gateway.stop()
     for runner in runners:
         await runner.cleanup()
 

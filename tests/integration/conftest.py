@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
@@ -35,6 +37,7 @@ class ServerThread:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self._cleanups: list[Callable[[], Awaitable[None]]] = []
+        self.tmp = tempfile.mkdtemp(prefix="brace-test-")
 
     def call(self, coro: Awaitable[T], timeout: float = 30) -> T:
         fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
@@ -64,6 +67,13 @@ class ServerThread:
         return self.serve_app(self.call(build()))
 
     def gateway(self, config: BraceConfig | dict[str, Any]) -> tuple[Gateway, str]:
+        if isinstance(config, dict):
+            # each gateway gets its own request-log database, in a temporary folder
+            telemetry = dict(config.get("telemetry") or {})
+            telemetry.setdefault(
+                "database", str(Path(self.tmp) / f"brace-{len(self._cleanups)}.db")
+            )
+            config = {**config, "telemetry": telemetry}
         cfg = config if isinstance(config, BraceConfig) else parse_config(config, env={})
 
         async def start() -> tuple[Gateway, int]:
@@ -80,6 +90,7 @@ class ServerThread:
                 self.call(cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class ServerProcess:

@@ -132,7 +132,10 @@ async def test_attempts_accumulate_across_calls() -> None:
     with pytest.raises(ServerError):
         await h.handler(req)
     await h.handler(req)
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", "server_error", 502, 0.0), ("a", None, 200, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [
+        ("a", "server_error", 502, 0.0),
+        ("a", None, 200, 0.0),
+    ]
 
 
 async def test_hedge_flag_is_reported_on_the_event() -> None:
@@ -156,7 +159,9 @@ async def test_deadline_nearer_than_timeout_gives_deadline_exceeded() -> None:
     with pytest.raises(DeadlineExceeded) as info:
         await task
     assert info.value.deployment == "a"
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", "deadline_exceeded", None, pytest.approx(2.0))]
+    assert [a[:4] for a in req.meta["attempts"]] == [
+        ("a", "deadline_exceeded", None, pytest.approx(2.0))
+    ]
 
 
 async def test_deadline_nearer_than_first_token_timeout_on_a_stream() -> None:

@@ -198,6 +198,8 @@ def test_azure_deployment_url_and_key_header() -> None:
     ],
 )
 def test_local_presets_need_no_url_or_key(provider: str, url: str) -> None:
-    cfg = parse_config({"models": {"m": {"deployments": [{"provider": provider, "model": "x"}]}}}, env={})
+    cfg = parse_config(
+        {"models": {"m": {"deployments": [{"provider": provider, "model": "x"}]}}}, env={}
+    )
     dep = cfg.models["m"].deployments[0]
     assert dep.url == url and dep.api_key is None

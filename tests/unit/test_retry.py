@@ -105,7 +105,10 @@ async def test_503_is_retried_at_once_on_another_deployment() -> None:
     assert (g.calls("a"), g.calls("b")) == (1, 1)
     assert req.meta["exclude"] == {"a"}
     assert req.meta["deployment"] == "b"
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", "overloaded", 503, 0.0), ("b", None, 200, 0.0)]
+    assert [a[:4] for a in req.meta["attempts"]] == [
+        ("a", "overloaded", 503, 0.0),
+        ("b", None, 200, 0.0),
+    ]
     assert g.retried() == [Retried("r1", "g", "a", "overloaded", 0.0, 2)]
 
 

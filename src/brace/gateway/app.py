@@ -18,7 +18,8 @@ from aiohttp import web
 
 from ..config import BraceConfig
 from ..engine import Engine
-from .routes import admin, chat, embeddings, models
+from ..telemetry.hub import Telemetry
+from .routes import admin, chat, embeddings, logs, metrics, models, ui
 
 __all__ = ["Gateway"]
 
@@ -29,6 +30,7 @@ class Gateway:
     def __init__(self, config: BraceConfig, *, engine: Engine | None = None) -> None:
         self.config = config
         self.engine = engine if engine is not None else Engine(config)
+        self.telemetry = Telemetry(config, self.engine)
         self.stopping = False
         self._runner: web.AppRunner | None = None
         self._sites: list[web.TCPSite] = []
@@ -46,13 +48,17 @@ class Gateway:
         embeddings.setup(app, self)
         models.setup(app, self)
         admin.setup(app, self)
-        models.setup_fallback(app)
+        metrics.setup(app, self)
+        logs.setup(app, self)
+        ui.setup(app, self)
+        models.setup_fallback(app)  # last: unknown paths get an OpenAI-shaped 404
         return app
 
     async def start(self, *, host: str | None = None, port: int | None = None) -> int:
         """Start the engine and listen; returns the bound port (useful with port 0)."""
         server = self.config.server
         await self.engine.start()
+        await self.telemetry.start()
         runner = web.AppRunner(
             self.app,
             handler_cancellation=True,
@@ -90,6 +96,7 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.telemetry.aclose()  # after the drain: every record is flushed
         await self.engine.aclose()
 
     async def run(

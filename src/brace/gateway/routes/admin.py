@@ -9,6 +9,7 @@ loopback-bound gateway (it never shows a secret either way).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -20,7 +21,7 @@ from .._http import error_response, json_response, request_id
 if TYPE_CHECKING:
     from ..app import Gateway
 
-__all__ = ["setup"]
+__all__ = ["admin_guard", "setup"]
 
 
 class _Unauthorized(RequestError):
@@ -38,7 +39,9 @@ class _Forbidden(RequestError):
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-def setup(app: web.Application, gateway: Gateway) -> None:
+def admin_guard(gateway: Gateway) -> Callable[[web.Request], web.Response | None]:
+    """The check every admin route (and ``/ui``) runs first: ``None`` to proceed, or the
+    OpenAI-shaped 401/403 to return."""
     server = gateway.config.server
     key = server.admin_key.get_secret_value() if server.admin_key else None
 
@@ -60,6 +63,12 @@ def setup(app: web.Application, gateway: Gateway) -> None:
                 request_id(request),
             )
         return None
+
+    return check
+
+
+def setup(app: web.Application, gateway: Gateway) -> None:
+    check = admin_guard(gateway)
 
     async def deployments(request: web.Request) -> web.StreamResponse:
         denied = check(request)

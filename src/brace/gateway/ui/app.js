@@ -1,0 +1,1079 @@
+// Brace dashboard: a small one-page app over the gateway's admin API.
+// Plain JavaScript, no dependencies, no build step.  Charts are inline SVG drawn here.
+// Pages (hash routes): #/overview  #/deployments  #/requests[?filters]  #/requests/<id>  #/spend
+"use strict";
+
+(() => {
+  const KEY_STORAGE = "brace.adminKey";
+  const REFRESH_MS = 5000;
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  // ------------------------------------------------------------------ DOM helpers
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    setAttrs(el, attrs);
+    append(el, children);
+    return el;
+  }
+
+  function setAttrs(el, attrs) {
+    if (!attrs) return;
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") el.textContent = String(v);
+      else if (k === "class") el.setAttribute("class", v);
+      else if (k === "style") Object.assign(el.style, v);
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "dataset") Object.assign(el.dataset, v);
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+  }
+
+  function append(el, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  }
+
+  // ------------------------------------------------------------------ formatting
+
+  const nf = new Intl.NumberFormat("en-US");
+  const fmtInt = (n) => (n === null || n === undefined ? "–" : nf.format(Math.round(n)));
+  function fmtCompact(n) {
+    if (n === null || n === undefined) return "–";
+    const a = Math.abs(n);
+    if (a >= 1e6) return trim(n / 1e6) + "M";
+    if (a >= 1e4) return trim(n / 1e3) + "k";
+    if (a >= 1000) return nf.format(Math.round(n));
+    return trim(n);
+  }
+  function trim(n) {
+    const a = Math.abs(n);
+    const d = a >= 100 ? 0 : a >= 10 ? 1 : 2;
+    return String(Number(n.toFixed(d)));
+  }
+  function fmtMs(ms) {
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
+    if (ms >= 10000) return trim(ms / 1000) + " s";
+    if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
+    if (ms >= 10) return Math.round(ms) + " ms";
+    return trim(ms) + " ms";
+  }
+  const fmtSec = (sec) => (sec === null || sec === undefined ? "–" : fmtMs(sec * 1000));
+  function fmtUsd(v) {
+    if (v === null || v === undefined) return "–";
+    if (v === 0) return "$0";
+    const a = Math.abs(v);
+    if (a >= 100) return "$" + nf.format(Math.round(v));
+    if (a >= 1) return "$" + v.toFixed(2);
+    if (a >= 0.01) return "$" + v.toFixed(3);
+    return "$" + v.toPrecision(2);
+  }
+  const fmtPct = (r) => (r === null || r === undefined ? "–" : trim(r * 100) + "%");
+  function fmtClock(t, withSeconds) {
+    const d = new Date(t * 1000);
+    const p = (x) => String(x).padStart(2, "0");
+    return p(d.getHours()) + ":" + p(d.getMinutes()) + (withSeconds ? ":" + p(d.getSeconds()) : "");
+  }
+  function fmtDateTime(t) {
+    if (!t) return "–";
+    const d = new Date(t * 1000);
+    const p = (x) => String(x).padStart(2, "0");
+    return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + fmtClock(t, true);
+  }
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+
+  // ------------------------------------------------------------------ colours
+
+  const CAUSE_COLORS = {
+    rate_limited: "#e0a030",
+    shed: "#c9b037",
+    overloaded: "#e07b39",
+    server_error: "#d14343",
+    timeout: "#8b5cc7",
+    deadline_exceeded: "#6d4bb0",
+    connection_error: "#c2467e",
+    circuit_open: "#8a6f5a",
+    malformed_response: "#a3522d",
+    no_capacity: "#b0739c",
+    context_window_exceeded: "#3f8f8a",
+    content_filtered: "#4d7ea8",
+    authentication: "#5b6b7b",
+    bad_request: "#7a8794",
+    not_found: "#97a3ae",
+  };
+  const EXTRA = ["#3b8ea5", "#ab6c82", "#6a994e", "#bc6c25", "#5e60ce", "#9c6644"];
+  function causeColor(cause) {
+    if (CAUSE_COLORS[cause]) return CAUSE_COLORS[cause];
+    let x = 0;
+    for (const ch of String(cause)) x = (x * 31 + ch.charCodeAt(0)) >>> 0;
+    return EXTRA[x % EXTRA.length];
+  }
+  const OK_COLOR = "#2f9e6e";
+  const TRAFFIC_COLOR = "#3f6fd8";
+
+  // ------------------------------------------------------------------ API
+
+  class AuthError extends Error {}
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  const getKey = () => sessionStorage.getItem(KEY_STORAGE) || "";
+
+  async function api(path, params, key) {
+    const url = new URL("../admin/" + path, location.href);
+    for (const [k, v] of Object.entries(params || {})) {
+      if (v !== null && v !== undefined && v !== "") url.searchParams.set(k, String(v));
+    }
+    const headers = { Accept: "application/json" };
+    const useKey = key === undefined ? getKey() : key;
+    if (useKey) headers.Authorization = "Bearer " + useKey;
+    let res;
+    try {
+      res = await fetch(url, { headers, cache: "no-store" });
+    } catch (err) {
+      throw new ApiError(0, "the gateway did not answer (" + err.message + ")");
+    }
+    let body = null;
+    try {
+      body = await res.json();
+    } catch (_) {
+      body = null;
+    }
+    const message = (body && body.error && body.error.message) || res.statusText || "error";
+    if (res.status === 401) throw new AuthError(message);
+    if (!res.ok) throw new ApiError(res.status, message);
+    return body;
+  }
+
+  // ------------------------------------------------------------------ status line
+
+  const statusEl = () => document.getElementById("status");
+  function setStatus(text, kind) {
+    const el = statusEl();
+    el.textContent = text;
+    el.className = "status" + (kind ? " " + kind : "");
+  }
+
+  // ------------------------------------------------------------------ admin key dialog
+
+  let keyWaiters = [];
+  function askForKey(reason) {
+    const dialog = document.getElementById("key-dialog");
+    const err = document.getElementById("key-error");
+    if (reason) {
+      err.textContent = reason;
+      err.hidden = false;
+    } else {
+      err.hidden = true;
+    }
+    if (!dialog.open) dialog.showModal();
+    document.getElementById("key-input").focus();
+    return new Promise((resolve) => keyWaiters.push(resolve));
+  }
+
+  function setupKeyDialog() {
+    const dialog = document.getElementById("key-dialog");
+    const form = document.getElementById("key-form");
+    const input = document.getElementById("key-input");
+    const err = document.getElementById("key-error");
+    const submit = document.getElementById("key-submit");
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const key = input.value.trim();
+      if (!key) return;
+      submit.disabled = true;
+      err.hidden = true;
+      try {
+        await api("deployments", null, key);
+        sessionStorage.setItem(KEY_STORAGE, key);
+        input.value = "";
+        dialog.close();
+        const waiters = keyWaiters;
+        keyWaiters = [];
+        waiters.forEach((w) => w());
+        setStatus("Admin key accepted", "ok");
+        router.reload();
+      } catch (e) {
+        err.textContent =
+          e instanceof AuthError
+            ? "Wrong admin key: the gateway answered 401 (" + e.message + ")."
+            : "Could not check the key: " + e.message;
+        err.hidden = false;
+        input.select();
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    document.getElementById("key-forget").addEventListener("click", () => {
+      sessionStorage.removeItem(KEY_STORAGE);
+      input.value = "";
+      setStatus("Admin key forgotten");
+      err.hidden = true;
+    });
+    document.getElementById("key-button").addEventListener("click", () => askForKey());
+    dialog.addEventListener("cancel", () => {
+      // Escape closes the dialog; the page shows why it has no data.
+    });
+  }
+
+  // Runs an API call; on 401 asks for the key and tries once more after it is given.
+  async function load(path, params) {
+    try {
+      return await api(path, params);
+    } catch (e) {
+      if (!(e instanceof AuthError)) throw e;
+      const hadKey = !!getKey();
+      if (hadKey) sessionStorage.removeItem(KEY_STORAGE);
+      await askForKey(hadKey ? "The gateway refused the stored admin key; type it again." : "");
+      return api(path, params);
+    }
+  }
+
+  // ------------------------------------------------------------------ charts (SVG)
+
+  function niceStep(max, ticks) {
+    const raw = max / ticks;
+    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const f = raw / mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * mag;
+  }
+  function niceMax(max, ticks) {
+    if (!(max > 0)) return { max: 1, step: 0.25 };
+    const step = niceStep(max, ticks);
+    return { max: Math.ceil(max / step - 1e-9) * step, step };
+  }
+
+  const CH = { w: 600, h: 230, left: 56, right: 12, top: 14, bottom: 34 };
+
+  // The frame every time chart shares: y grid with labels, x time labels, axis titles.
+  function timeFrame(opts) {
+    const { start, end, yMax, yStep, yFmt, yLabel, symmetric } = opts;
+    const pw = CH.w - CH.left - CH.right;
+    const ph = CH.h - CH.top - CH.bottom;
+    const x = (t) => CH.left + ((t - start) / (end - start)) * pw;
+    const yMin = symmetric ? -yMax : 0;
+    const y = (v) => CH.top + ph - ((v - yMin) / (yMax - yMin)) * ph;
+    const g = s("g", { class: "axes" });
+    for (let v = yMin; v <= yMax + 1e-9; v += yStep) {
+      const yy = y(v);
+      g.append(
+        s("line", { x1: CH.left, x2: CH.w - CH.right, y1: yy, y2: yy, class: v === 0 ? "zero" : "grid" }),
+        s("text", { x: CH.left - 6, y: yy + 4, class: "tick", "text-anchor": "end", text: yFmt(Math.abs(v)) }),
+      );
+    }
+    const span = end - start;
+    const step = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].find((st) => span / st <= 6) || 86400;
+    for (let t = Math.ceil(start / step) * step; t <= end; t += step) {
+      const xx = x(t);
+      g.append(
+        s("line", { x1: xx, x2: xx, y1: CH.top + ph, y2: CH.top + ph + 4, class: "axis" }),
+        s("text", { x: xx, y: CH.top + ph + 16, class: "tick", "text-anchor": "middle", text: fmtClock(t) }),
+      );
+    }
+    g.append(
+      s("line", { x1: CH.left, x2: CH.left, y1: CH.top, y2: CH.top + ph, class: "axis" }),
+      s("text", { x: CH.left + pw / 2, y: CH.h - 3, class: "axis-title", "text-anchor": "middle", text: "time (local)" }),
+      s("text", {
+        x: 12, y: CH.top + ph / 2, class: "axis-title", "text-anchor": "middle",
+        transform: "rotate(-90 12 " + (CH.top + ph / 2) + ")", text: yLabel,
+      }),
+    );
+    return { g, x, y, pw, ph };
+  }
+
+  function chartSvg(label, desc) {
+    return s("svg", {
+      viewBox: "0 0 " + CH.w + " " + CH.h, role: "img", "aria-label": label,
+      class: "chart", preserveAspectRatio: "xMidYMid meet",
+    }, s("title", { text: label }), s("desc", { text: desc }));
+  }
+
+  // Stacked columns per bucket.  series: [{key, label, color, value(bucket) -> n, down?, faded?}].
+  // Series marked `down` stack below the zero line (a diverging chart).
+  function barChart({ label, buckets, bucket, start, end, series, yFmt, yLabel, empty }) {
+    let upMax = 0;
+    let downMax = 0;
+    for (const b of buckets) {
+      let up = 0;
+      let down = 0;
+      for (const se of series) (se.down ? (down += num(se.value(b))) : (up += num(se.value(b))));
+      upMax = Math.max(upMax, up);
+      downMax = Math.max(downMax, down);
+    }
+    const symmetric = series.some((se) => se.down);
+    const { max, step } = niceMax(Math.max(upMax, downMax), symmetric ? 2 : 4);
+    const total = buckets.reduce((a, b) => a + series.reduce((c, se) => c + num(se.value(b)), 0), 0);
+    const svg = chartSvg(label, total > 0 ? label + ": " + buckets.length + " buckets" : empty);
+    const f = timeFrame({ start, end, yMax: max, yStep: step, yFmt, yLabel, symmetric });
+    svg.append(f.g);
+    const bw = Math.max(1, (f.pw * bucket) / (end - start) - 1);
+    const bars = s("g", { class: "bars" });
+    for (const b of buckets) {
+      if (b.t + bucket < start || b.t > end) continue;
+      const x0 = f.x(b.t) + 0.5;
+      let up = 0;
+      let down = 0;
+      for (const se of series) {
+        const v = num(se.value(b));
+        if (v <= 0) continue;
+        const from = se.down ? -down : up;
+        const to = se.down ? -(down + v) : up + v;
+        if (se.down) down += v;
+        else up += v;
+        const y1 = f.y(Math.max(from, to));
+        const y2 = f.y(Math.min(from, to));
+        bars.append(
+          s("rect", {
+            x: x0, y: y1, width: bw, height: Math.max(0.5, y2 - y1), fill: se.color,
+            class: "bar" + (se.faded ? " faded" : ""),
+            "data-series": se.key, "data-t": b.t, "data-value": v,
+          }, s("title", { text: fmtClock(b.t) + " · " + se.label + ": " + yFmt(v) })),
+        );
+      }
+    }
+    svg.append(bars);
+    if (symmetric) {
+      svg.append(
+        s("text", { x: CH.w - CH.right - 4, y: CH.top + 10, class: "corner", "text-anchor": "end", text: "▲ surfaced to clients" }),
+        s("text", { x: CH.w - CH.right - 4, y: CH.h - CH.bottom - 6, class: "corner", "text-anchor": "end", text: "▼ absorbed by Brace" }),
+      );
+    }
+    if (total === 0) svg.append(s("text", { x: CH.left + f.pw / 2, y: CH.top + f.ph / 2, class: "empty", "text-anchor": "middle", text: empty }));
+    return svg;
+  }
+
+  // Lines with a point per bucket.  series: [{key, label, color, value(bucket) -> n|null}].
+  function lineChart({ label, buckets, bucket, start, end, series, yFmt, yLabel, empty }) {
+    let vmax = 0;
+    let count = 0;
+    for (const b of buckets) for (const se of series) {
+      const v = se.value(b);
+      if (typeof v === "number") { vmax = Math.max(vmax, v); count++; }
+    }
+    const { max, step } = niceMax(vmax, 4);
+    const svg = chartSvg(label, count ? label + ": " + buckets.length + " buckets" : empty);
+    const f = timeFrame({ start, end, yMax: max, yStep: step, yFmt, yLabel });
+    svg.append(f.g);
+    for (const se of series) {
+      const pts = [];
+      const g = s("g", { class: "series", "data-series": se.key });
+      for (const b of buckets) {
+        const v = se.value(b);
+        if (typeof v !== "number" || b.t + bucket < start || b.t > end) continue;
+        const px = f.x(b.t + bucket / 2);
+        const py = f.y(v);
+        pts.push(px.toFixed(1) + "," + py.toFixed(1));
+        g.append(s("circle", { cx: px, cy: py, r: 2.4, fill: se.color, class: "point", "data-series": se.key, "data-t": b.t, "data-value": v },
+          s("title", { text: fmtClock(b.t) + " · " + se.label + ": " + yFmt(v) })));
+      }
+      if (pts.length > 1) g.prepend(s("polyline", { points: pts.join(" "), fill: "none", stroke: se.color, "stroke-width": 1.8, class: "line" }));
+      svg.append(g);
+    }
+    if (!count) svg.append(s("text", { x: CH.left + f.pw / 2, y: CH.top + f.ph / 2, class: "empty", "text-anchor": "middle", text: empty }));
+    return svg;
+  }
+
+  function legend(items) {
+    return h("ul", { class: "legend", "aria-label": "Legend" },
+      items.map((it) => h("li", null, h("span", { class: "swatch" + (it.faded ? " faded" : ""), style: { background: it.color }, "aria-hidden": "true" }), it.label)));
+  }
+
+  function card(title, ...body) {
+    const id = "c-" + title.toLowerCase().replace(/[^a-z0-9]+/g, "-");
+    return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id, text: title }), body);
+  }
+
+  function badge(text, kind, title) {
+    return h("span", { class: "badge " + (kind || ""), title: title || null, text });
+  }
+
+  // ------------------------------------------------------------------ data shapes
+
+  // Failures of one bucket (or of the totals) by cause and by who saw them:
+  // {absorbed: {cause: n}, surfaced: {cause: n}, all: {cause: n}, exact}.  The request
+  // log may give the split (absorbed_by_cause / surfaced_by_cause, or by_cause values
+  // {absorbed, surfaced}: exact) or only by_cause: {cause: n} (then only `all` is known).
+  function causeSplit(b) {
+    const absorbed = {};
+    const surfaced = {};
+    const all = {};
+    const add = (m, k, v) => { if (num(v) > 0) m[k] = (m[k] || 0) + num(v); };
+    const byCause = b.by_cause || {};
+    if (b.absorbed_by_cause || b.surfaced_by_cause) {
+      for (const [k, v] of Object.entries(b.absorbed_by_cause || {})) { add(absorbed, k, v); add(all, k, v); }
+      for (const [k, v] of Object.entries(b.surfaced_by_cause || {})) { add(surfaced, k, v); add(all, k, v); }
+      return { absorbed, surfaced, all, exact: true };
+    }
+    if (Object.values(byCause).some((v) => v && typeof v === "object")) {
+      for (const [k, v] of Object.entries(byCause)) {
+        if (v && typeof v === "object") { add(absorbed, k, v.absorbed); add(surfaced, k, v.surfaced); add(all, k, num(v.absorbed) + num(v.surfaced)); }
+        else add(all, k, v);
+      }
+      return { absorbed, surfaced, all, exact: true };
+    }
+    for (const [k, v] of Object.entries(byCause)) add(all, k, v);
+    return { absorbed, surfaced, all, exact: false };
+  }
+
+  const limiterMode = (lim) => (lim ? lim.status || lim.mode || lim.backend || "local" : "local");
+  const tenantOf = (r) => r.tenant || r.key || r.api_key || null;
+
+  // ------------------------------------------------------------------ pages
+
+  const WINDOWS = [
+    { label: "15 minutes", window: 900, bucket: 15 },
+    { label: "1 hour", window: 3600, bucket: 60 },
+    { label: "6 hours", window: 21600, bucket: 300 },
+    { label: "24 hours", window: 86400, bucket: 1800 },
+  ];
+  let overviewWindow = 3600;
+
+  function overviewPage(main) {
+    const select = h("select", { id: "window", name: "window" },
+      WINDOWS.map((w) => h("option", { value: w.window, selected: w.window === overviewWindow, text: w.label })));
+    const body = h("div", { class: "overview-body", "aria-busy": "true" });
+    main.append(
+      h("div", { class: "page-head" },
+        h("h1", { text: "Overview" }),
+        h("div", { class: "controls" }, h("label", { for: "window", text: "Time window" }), select,
+          h("span", { class: "hint", text: "refreshes every 5 s" }))),
+      body,
+    );
+    select.addEventListener("change", () => { overviewWindow = Number(select.value); view.refresh(); });
+
+    async function refresh() {
+      const w = WINDOWS.find((x) => x.window === overviewWindow) || WINDOWS[1];
+      const data = await load("overview", { window_s: w.window, bucket_s: w.bucket });
+      renderOverview(body, data, w);
+      body.setAttribute("aria-busy", "false");
+    }
+    return { refresh, interval: REFRESH_MS };
+  }
+
+  function renderOverview(body, data, w) {
+    const bucket = num(data.bucket_s) || num(data.bucket) || w.bucket;
+    const buckets = (data.buckets || []).slice().sort((a, b) => a.t - b.t);
+    let start = num(data.since);
+    let end = num(data.until);
+    if (!(end > start)) {
+      const now = Date.now() / 1000;
+      const last = buckets.length ? buckets[buckets.length - 1].t + bucket : now;
+      end = Math.max(Math.ceil(Math.max(now, last) / bucket) * bucket, last);
+      start = end - (num(data.window_s) || num(data.window) || w.window);
+    }
+    const totals = data.totals || {};
+    const sum = (k) => buckets.reduce((a, b) => a + num(b[k]), 0);
+    const requests = totals.requests ?? sum("requests");
+    const absorbedN = totals.errors_absorbed ?? sum("errors_absorbed");
+    const surfacedN = totals.errors_surfaced ?? sum("errors_surfaced");
+    const cost = totals.cost_usd ?? sum("cost_usd");
+
+    // totals by cause: from the totals when given, else summed over buckets
+    const split = { absorbed: {}, surfaced: {}, all: {} };
+    // the totals when they hold as much as the buckets (the split by cause), else the buckets
+    const bucketsExact = buckets.some((b) => causeSplit(b).exact);
+    const totalsHave = totals.by_cause || totals.absorbed_by_cause || totals.surfaced_by_cause;
+    const source = totalsHave && (causeSplit(totals).exact || !bucketsExact) ? [totals] : buckets;
+    let exact = false;
+    for (const b of source) {
+      const c = causeSplit(b);
+      exact = exact || c.exact;
+      for (const side of ["absorbed", "surfaced", "all"]) for (const [k, v] of Object.entries(c[side])) split[side][k] = (split[side][k] || 0) + v;
+    }
+    const causes = Object.keys(split.all).sort((a, b) => split.all[b] - split.all[a]);
+    const causeTotal = causes.reduce((a, c) => a + split.all[c], 0);
+
+    let headline;
+    if (absorbedN + surfacedN === 0) headline = requests ? "No failures in this window." : "No requests in this window yet.";
+    else {
+      headline = fmtInt(absorbedN) + " failures absorbed, " + fmtInt(surfacedN) + " surfaced to clients.";
+      if (causes.length) {
+        const top = causes[0];
+        const n = split.all[top];
+        headline += " Most were " + top.replace(/_/g, " ") + " (" + fmtPct(n / causeTotal) + ").";
+      }
+    }
+
+    const stats = h("div", { class: "stats" },
+      stat("Requests", fmtInt(requests), "stat-requests"),
+      stat("Failures absorbed", fmtInt(absorbedN), "stat-absorbed", "good"),
+      stat("Failures surfaced", fmtInt(surfacedN), "stat-surfaced", surfacedN ? "bad" : ""),
+      stat("Error rate (surfaced)", requests ? fmtPct(surfacedN / requests) : "–", "stat-error-rate"),
+      stat("Latency p50 / p99", fmtMs(totals.p50_ms) + " / " + fmtMs(totals.p99_ms), "stat-latency"),
+      stat("Spend", fmtUsd(cost), "stat-spend"),
+    );
+
+    const causeRows = causes.map((c) => {
+      const a = split.absorbed[c] || 0;
+      const sf = split.surfaced[c] || 0;
+      const n = split.all[c];
+      const pct = (v) => (causeTotal ? (v / causeTotal) * 100 : 0) + "%";
+      const sw = h("span", { class: "swatch", style: { background: causeColor(c) }, "aria-hidden": "true" });
+      return h("tr", { dataset: { cause: c } },
+        h("th", { scope: "row" }, sw, c),
+        exact ? [h("td", { class: "num", text: fmtInt(a) }), h("td", { class: "num", text: fmtInt(sf) })] : h("td", { class: "num", text: fmtInt(n) }),
+        h("td", { class: "num", text: fmtPct(causeTotal ? n / causeTotal : 0) }),
+        h("td", { class: "barcell" }, h("div", { class: "hbar", role: "presentation" },
+          exact ? [h("span", { class: "faded", style: { width: pct(a), background: causeColor(c) } }), h("span", { style: { width: pct(sf), background: causeColor(c) } })]
+            : h("span", { style: { width: pct(n), background: causeColor(c) } }))));
+    });
+    const causeHead = exact ? ["Absorbed", "Surfaced", "Share"] : ["Failures", "Share"];
+    const causeTable = causes.length
+      ? h("table", { class: "data causes", id: "cause-table" },
+        h("caption", { class: "sr-only", text: "Failures by cause" }),
+        h("thead", null, h("tr", null, h("th", { scope: "col", text: "Cause" }), causeHead.map((t) => h("th", { scope: "col", class: "num", text: t })),
+          h("th", { scope: "col", text: exact ? "light: absorbed, solid: surfaced" : "" }))),
+        h("tbody", null, causeRows))
+      : h("p", { class: "muted", text: "No failed attempts in this window." });
+
+    const failSeries = [];
+    if (exact) {
+      for (const c of causes) failSeries.push({ key: "surfaced:" + c, label: c + " surfaced", color: causeColor(c), value: (b) => causeSplit(b).surfaced[c] || 0 });
+      for (const c of causes) failSeries.push({ key: "absorbed:" + c, label: c + " absorbed", color: causeColor(c), faded: true, down: true, value: (b) => causeSplit(b).absorbed[c] || 0 });
+    } else {
+      for (const c of causes) failSeries.push({ key: "cause:" + c, label: c, color: causeColor(c), value: (b) => causeSplit(b).all[c] || 0 });
+    }
+    const common = { buckets, bucket, start, end };
+
+    body.replaceChildren(
+      h("p", { class: "headline", id: "headline", text: headline }),
+      stats,
+      h("div", { class: "grid" },
+        card("Traffic",
+          barChart({ ...common, label: "Requests per " + bucket + " s", yLabel: "requests", yFmt: fmtCompact, empty: "No requests in this window",
+            series: [
+              { key: "ok", label: "answered", color: TRAFFIC_COLOR, value: (b) => num(b.requests) - num(b.errors_surfaced) },
+              { key: "failed", label: "failed (surfaced)", color: "#d14343", value: (b) => num(b.errors_surfaced) },
+            ] }),
+          legend([{ label: "answered", color: TRAFFIC_COLOR }, { label: "failed (error given to the client)", color: "#d14343" }])),
+        card("Failures by cause",
+          barChart({ ...common, label: exact ? "Failures by cause: surfaced above, absorbed below" : "Failures by cause (failed attempts absorbed and errors surfaced)",
+            yLabel: "failures", yFmt: fmtCompact, empty: "No failures in this window", series: failSeries }),
+          causes.length ? legend(causes.map((c) => ({ label: c, color: causeColor(c) })).concat(exact ? [{ label: "absorbed (light)", color: "#888", faded: true }] : [])) : null),
+        exact ? null : card("Absorbed vs surfaced",
+          barChart({ ...common, label: "Failures absorbed by Brace (below) and surfaced to clients (above)", yLabel: "failures", yFmt: fmtCompact,
+            empty: "No failures in this window",
+            series: [
+              { key: "surfaced", label: "surfaced to clients", color: "#d14343", value: (b) => num(b.errors_surfaced) },
+              { key: "absorbed", label: "absorbed by Brace", color: OK_COLOR, down: true, value: (b) => num(b.errors_absorbed) },
+            ] }),
+          legend([{ label: "surfaced to clients", color: "#d14343" }, { label: "absorbed by Brace (retried or failed over)", color: OK_COLOR }])),
+        card("Latency",
+          lineChart({ ...common, label: "Latency p50 and p99", yLabel: "latency", yFmt: fmtMs, empty: "No latency samples",
+            series: [
+              { key: "p50", label: "p50", color: TRAFFIC_COLOR, value: (b) => (typeof b.p50_ms === "number" ? b.p50_ms : null) },
+              { key: "p99", label: "p99", color: "#e07b39", value: (b) => (typeof b.p99_ms === "number" ? b.p99_ms : null) },
+            ] }),
+          legend([{ label: "p50", color: TRAFFIC_COLOR }, { label: "p99", color: "#e07b39" }])),
+        card("Spend",
+          barChart({ ...common, label: "Spend per " + bucket + " s", yLabel: "USD", yFmt: fmtUsd, empty: "No spend in this window",
+            series: [{ key: "cost", label: "spend", color: "#6a994e", value: (b) => num(b.cost_usd) }] })),
+        card(exact ? "Failures absorbed and surfaced, by cause" : "Failures by cause, whole window", causeTable),
+      ),
+    );
+  }
+
+  function stat(label, value, id, kind) {
+    return h("div", { class: "stat " + (kind || ""), id }, h("div", { class: "stat-label", text: label }), h("div", { class: "stat-value", text: value }));
+  }
+
+  // ---------------------------------------------------------------- deployments
+
+  function deploymentsPage(main) {
+    const body = h("div", { "aria-busy": "true" });
+    main.append(h("div", { class: "page-head" }, h("h1", { text: "Deployments" }), h("span", { class: "hint", text: "refreshes every 5 s" })), body);
+    async function refresh() {
+      const data = await load("deployments");
+      renderDeployments(body, data);
+      body.setAttribute("aria-busy", "false");
+    }
+    return { refresh, interval: REFRESH_MS };
+  }
+
+  const BREAKER = { closed: ["closed", "ok"], half_open: ["half-open", "warn"], open: ["open", "bad"] };
+  const MODE = { shared: "ok", degraded: "warn", local: "muted" };
+
+  function meter(value, max, label, neutral) {
+    if (typeof value !== "number" || !(max > 0)) return h("span", { class: "muted", text: "–" });
+    const pct = Math.max(0, Math.min(1, value / max));
+    return h("div", { class: "meter-wrap" },
+      h("div", { class: "meter", role: "meter", "aria-valuemin": 0, "aria-valuemax": trim(max), "aria-valuenow": trim(value), "aria-label": label },
+        h("span", { class: neutral ? "neutral" : pct > 0.9 ? "hot" : pct > 0.7 ? "warm" : "", style: { width: (pct * 100).toFixed(1) + "%" } })),
+      h("span", { class: "meter-text", text: fmtCompact(value) + " / " + fmtCompact(max) }));
+  }
+
+  function renderDeployments(body, data) {
+    const lim = data.limiter;
+    const mode = limiterMode(lim);
+    const limiterFacts = [];
+    if (lim) {
+      if (lim.backend) limiterFacts.push(["Backend", lim.backend]);
+      if (lim.live_instances !== undefined) limiterFacts.push(["Live instances", fmtInt(lim.live_instances)]);
+      if (lim.degraded_calls) limiterFacts.push(["Degraded calls", fmtInt(lim.degraded_calls)]);
+      if (lim.degraded_since) limiterFacts.push(["Degraded since", fmtDateTime(lim.degraded_since)]);
+      if (lim.last_error) limiterFacts.push(["Last error", lim.last_error]);
+    }
+    const limiterCard = card("Limiter",
+      h("div", { class: "limiter" },
+        h("span", null, "Mode "), badge(mode, MODE[mode] || "muted"),
+        h("span", { class: "muted", text: mode === "shared" ? " limits shared across gateway instances"
+          : mode === "degraded" ? " the shared store is unreachable: limits are enforced locally until it is back"
+            : " limits are enforced by this instance alone" })),
+      limiterFacts.length ? h("dl", { class: "facts" }, limiterFacts.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])) : null);
+
+    const groups = Object.entries(data.groups || {});
+    const admission = data.admission || {};
+    const sections = groups.map(([group, deps]) => {
+      const adm = admission[group];
+      const byPrio = adm && adm.by_priority ? Object.entries(adm.by_priority).map(([p, n]) => p + " " + n).join(", ") : "";
+      const rows = deps.map((d) => {
+        const br = d.breaker || {};
+        const [brText, brKind] = BREAKER[br.state] || [br.state || "none", "muted"];
+        const cap = d.capacity || {};
+        const learnedRpm = cap.learned_rpm ?? cap.configured_rpm;
+        const learnedTpm = cap.learned_tpm ?? cap.configured_tpm;
+        const budget = d.retry_budget || {};
+        return h("tr", { dataset: { deployment: d.id } },
+          h("th", { scope: "row" }, h("span", { class: "mono", text: d.id }), h("div", { class: "muted small", text: "weight " + trim(num(d.weight)) })),
+          h("td", null, badge(brText + (br.state === "open" && typeof br.retry_after === "number" ? " · retry in " + fmtSec(br.retry_after) : ""), brKind),
+            h("div", { class: "muted small", text: "failures " + fmtPct(br.failure_rate) })),
+          h("td", { class: "num", text: fmtInt(d.outstanding) }),
+          h("td", { class: "num", text: fmtSec(d.ewma_latency_s) }),
+          h("td", { class: "num " + (num(d.ewma_error_rate) > 0.2 ? "bad-text" : ""), text: fmtPct(d.ewma_error_rate) }),
+          h("td", null, cap.effective_rpm != null ? meter(cap.effective_rpm, learnedRpm ?? cap.effective_rpm, "requests per minute: effective of learned", true) : h("span", { class: "muted", text: "unlimited" })),
+          h("td", null, cap.effective_tpm != null ? meter(cap.effective_tpm, learnedTpm ?? cap.effective_tpm, "tokens per minute: effective of learned", true) : h("span", { class: "muted", text: "unlimited" })),
+          h("td", null, cap.concurrency_limit ? meter(num(cap.in_flight), cap.concurrency_limit, "in flight of concurrency limit") : h("span", { class: "muted", text: fmtInt(cap.in_flight ?? d.outstanding) })),
+          h("td", { class: "num", text: cap.upstream_429s !== undefined ? fmtInt(cap.upstream_429s) : "–" }),
+          h("td", { class: "num", text: budget.allowed !== undefined ? fmtInt(budget.retries) + " / " + fmtInt(budget.allowed) : "–" }),
+        );
+      });
+      return card("Group " + group,
+        h("div", { class: "admission", dataset: { group } },
+          h("span", null, "Admission queue: "), h("strong", { class: "queue-depth", text: fmtInt(adm ? adm.queue_depth : 0) }), " waiting",
+          byPrio ? h("span", { class: "muted", text: " (" + byPrio + ")" }) : null,
+          adm ? h("span", { class: "muted", text: " · shed " + fmtInt(adm.shed) }) : null),
+        h("div", { class: "table-scroll" }, h("table", { class: "data deployments" },
+          h("caption", { class: "sr-only", text: "Deployments of group " + group }),
+          h("thead", null, h("tr", null, ["Deployment", "Breaker", "Outstanding", "Latency EWMA", "Errors EWMA", "RPM effective / learned",
+            "TPM effective / learned", "In flight / limit", "429s", "Retries / budget"].map((t) => h("th", { scope: "col", text: t })))),
+          h("tbody", null, rows))));
+    });
+    body.replaceChildren(limiterCard, ...(sections.length ? sections : [h("p", { class: "muted", text: "No model groups." })]));
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  const ERROR_CLASSES = ["rate_limited", "overloaded", "server_error", "timeout", "connection_error", "circuit_open", "shed",
+    "deadline_exceeded", "malformed_response", "context_window_exceeded", "content_filtered", "authentication", "bad_request", "not_found", "no_capacity"];
+  const FILTERS = ["model", "deployment", "tenant", "status", "error_class", "q"];
+  let lastRequestsHash = "#/requests";
+
+  function requestsPage(main, query) {
+    const f = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) || ""]));
+    lastRequestsHash = location.hash || "#/requests";
+    const input = (name, label, attrs) => h("div", { class: "field" }, h("label", { for: "f-" + name, text: label }),
+      h("input", { id: "f-" + name, name, value: f[name], autocomplete: "off", ...attrs }));
+    const select = (name, label, options) => h("div", { class: "field" }, h("label", { for: "f-" + name, text: label }),
+      h("select", { id: "f-" + name, name }, options.map(([v, t]) => h("option", { value: v, text: t, selected: f[name] === v }))));
+    const form = h("form", { class: "filters", role: "search", "aria-label": "Filter requests" },
+      input("q", "Request id", { type: "search", placeholder: "search by request id", class: "wide" }),
+      input("model", "Model", { list: "dl-model" }),
+      input("deployment", "Deployment", { list: "dl-deployment" }),
+      input("tenant", "Key (tenant)", { list: "dl-tenant" }),
+      select("status", "Status", [["", "any"], ["ok", "ok (2xx)"], ["error", "error"], ["429", "429"], ["5xx", "5xx"]]),
+      select("error_class", "Error class", [["", "any"], ...ERROR_CLASSES.map((c) => [c, c])]),
+      h("div", { class: "field buttons" }, h("button", { type: "submit", text: "Apply" }), h("button", { type: "button", class: "ghost", text: "Clear", onclick: () => { location.hash = "#/requests"; } })),
+      h("datalist", { id: "dl-model" }), h("datalist", { id: "dl-deployment" }), h("datalist", { id: "dl-tenant" }));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      for (const k of FILTERS) { const v = form.elements[k].value.trim(); if (v) p.set(k, v); }
+      const next = "#/requests" + (p.toString() ? "?" + p : "");
+      if (next === location.hash) view.refresh();
+      else location.hash = next;
+    });
+    const tbody = h("tbody");
+    const note = h("p", { class: "muted", id: "requests-note", role: "status" });
+    const more = h("button", { type: "button", id: "load-more", class: "ghost", text: "Load more", hidden: true });
+    const table = h("div", { class: "table-scroll" }, h("table", { class: "data requests", id: "requests-table" },
+      h("caption", { class: "sr-only", text: "Requests, newest first" }),
+      h("thead", null, h("tr", null, ["Time", "Request", "Model → deployment", "Status", "Error", "Duration", "TTFT", "Tokens in / out", "Cost", "Attempts"]
+        .map((t) => h("th", { scope: "col", class: ["Duration", "TTFT", "Tokens in / out", "Cost"].includes(t) ? "num" : null, text: t })))),
+      tbody));
+    main.append(h("div", { class: "page-head" }, h("h1", { text: "Requests" }),
+      h("button", { type: "button", class: "ghost", text: "Refresh", onclick: () => view.refresh() })), form, card("Request log", table, note, more));
+
+    let cursor = null;
+    const seen = { model: new Set(), deployment: new Set(), tenant: new Set() };
+    const params = () => ({ ...f, limit: 50 });
+
+    function addRows(rows) {
+      for (const r of rows) {
+        for (const k of ["model", "deployment"]) if (r[k]) seen[k].add(r[k]);
+        if (tenantOf(r)) seen.tenant.add(tenantOf(r));
+        tbody.append(requestRow(r));
+      }
+      for (const k of Object.keys(seen)) {
+        document.getElementById("dl-" + k).replaceChildren(...[...seen[k]].sort().map((v) => h("option", { value: v })));
+      }
+    }
+
+    async function refresh() {
+      const data = await load("requests", params());
+      let rows = data.data || [];
+      if (!rows.length && f.q) {
+        // an exact id the list search did not match: ask for the record itself
+        try {
+          const one = await api("requests/" + encodeURIComponent(f.q));
+          if (one && one.request_id) rows = [one];
+        } catch (e) {
+          if (e instanceof AuthError) throw e;
+        }
+      }
+      tbody.replaceChildren();
+      cursor = nextCursor(data);
+      addRows(rows);
+      more.hidden = !cursor;
+      note.textContent = rows.length ? "" : "No requests match these filters.";
+      if (!rows.length && !Object.values(f).some(Boolean)) note.textContent = "No requests recorded yet.";
+    }
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        const data = await load("requests", { ...params(), before: cursor });
+        cursor = nextCursor(data);
+        addRows(data.data || []);
+        more.hidden = !cursor;
+      } catch (e) {
+        showError(e);
+      } finally {
+        more.disabled = false;
+      }
+    });
+    return { refresh };
+  }
+
+  const nextCursor = (page) => page.next_cursor || page.next || null;
+
+  function statusBadge(status, errorClass) {
+    const ok = status >= 200 && status < 300 && !errorClass;
+    return badge(String(status ?? "–"), ok ? "ok" : status === 429 ? "warn" : "bad");
+  }
+
+  function requestRow(r) {
+    const href = "#/requests/" + encodeURIComponent(r.request_id);
+    const attempts = r.attempts_count ?? (r.attempts ? r.attempts.length : 1);
+    const absorbed = r.absorbed ?? 0;
+    const fallback = Array.isArray(r.fallback) ? r.fallback.length > 0 : !!r.fallback;
+    const tr = h("tr", { class: "clickable" + (r.error_class ? " failed" : ""), dataset: { requestId: r.request_id } },
+      h("td", { class: "nowrap", text: fmtDateTime(r.started_at) }),
+      h("td", null, h("a", { href, class: "mono", title: r.request_id, text: r.request_id.length > 14 ? r.request_id.slice(0, 12) + "…" : r.request_id })),
+      h("td", null, h("span", { text: r.model }), r.deployment ? h("span", { class: "muted", text: " → " + r.deployment }) : null),
+      h("td", null, statusBadge(r.status, r.error_class)),
+      h("td", null, r.error_class ? h("span", { class: "cause" }, h("span", { class: "swatch", style: { background: causeColor(r.error_class) }, "aria-hidden": "true" }), r.error_class) : ""),
+      h("td", { class: "num", text: fmtSec(r.duration) }),
+      h("td", { class: "num", text: fmtSec(r.ttft) }),
+      h("td", { class: "num", text: fmtInt(r.input_tokens) + " / " + fmtInt(r.output_tokens) }),
+      h("td", { class: "num", text: fmtUsd(r.cost_usd) }),
+      h("td", null, String(attempts),
+        absorbed ? badge("absorbed " + absorbed, "ok", absorbed + " failed attempt(s) the client never saw") : null,
+        fallback ? badge("fallback", "info") : null,
+        r.hedged ? badge("hedged", "info") : null,
+        r.stream ? badge("stream", "muted") : null),
+    );
+    tr.addEventListener("click", (ev) => { if (!ev.target.closest("a")) location.hash = href; });
+    return tr;
+  }
+
+  // ---------------------------------------------------------------- trace view
+
+  function tracePage(main, id) {
+    const body = h("div", { "aria-busy": "true" });
+    main.append(h("div", { class: "page-head" },
+      h("h1", null, "Request ", h("span", { class: "mono", text: id })),
+      h("a", { href: lastRequestsHash, class: "back", text: "← Back to requests" })), body);
+    async function refresh() {
+      let rec;
+      try {
+        rec = await load("requests/" + encodeURIComponent(id));
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 404) {
+          body.replaceChildren(h("p", { class: "banner error", role: "alert", text: "No request " + id + " in the log (it may have expired)." }));
+          return;
+        }
+        throw e;
+      }
+      renderTrace(body, rec);
+      body.setAttribute("aria-busy", "false");
+    }
+    return { refresh };
+  }
+
+  function renderTrace(body, r) {
+    // numbered from 1 in the order they started (the log's seq may count from 0)
+    const attempts = (r.attempts || []).map((a, i) => ({ ...a, n: i + 1 }));
+    const fallbackPath = Array.isArray(r.fallback) ? r.fallback : r.fallback ? [String(r.fallback)] : [];
+    const absorbed = r.absorbed ?? (r.error_class ? 0 : attempts.filter((a) => a.error_class).length);
+    const facts = [
+      ["Status", statusBadge(r.status, r.error_class)],
+      ["Model asked", r.model],
+      ["Answered by", (r.group || "–") + (r.deployment ? " / " + r.deployment : "")],
+      ["Started", fmtDateTime(r.started_at)],
+      ["Duration", fmtSec(r.duration)],
+      ["Time to first token", fmtSec(r.ttft)],
+      ["Tokens in / out", fmtInt(r.input_tokens) + " / " + fmtInt(r.output_tokens) + (r.cached_tokens ? " (" + fmtInt(r.cached_tokens) + " cached)" : "")],
+      ["Cost", fmtUsd(r.cost_usd)],
+      ["Attempts", String(attempts.length) + (absorbed ? " (" + absorbed + " absorbed)" : "")],
+      ["Fallback", fallbackPath.length ? fallbackPath.join(" → ") : "none"],
+      ["Stream", r.stream ? "yes" : "no"],
+      ["Priority", r.priority || "–"],
+      ["Key (tenant)", tenantOf(r) || "–"],
+      ["Queue wait", fmtSec(r.queue_wait)],
+      ["Trace id", r.trace_id || "–"],
+    ];
+    if (r.error_class || r.error) facts.push(["Error", (r.error_class || "") + (r.error ? ": " + r.error : "")]);
+    body.replaceChildren(
+      h("div", { class: "trace-grid" },
+        card("Timeline", timeline(r, attempts),
+          legend([{ label: "answered", color: OK_COLOR }, ...[...new Set(attempts.map((a) => a.error_class).filter(Boolean))].map((c) => ({ label: c, color: causeColor(c) }))])),
+        card("Request", h("dl", { class: "facts", id: "trace-facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", null, v)])))),
+      card("Attempts", h("div", { class: "table-scroll" }, h("table", { class: "data attempts" },
+        h("caption", { class: "sr-only", text: "Attempts of this request" }),
+        h("thead", null, h("tr", null, ["#", "Deployment", "Group", "Provider", "Start", "Duration", "Outcome", "Status", "Error"].map((t) => h("th", { scope: "col", text: t })))),
+        h("tbody", null, attempts.map((a) => h("tr", { class: a.error_class ? "failed" : "" },
+          h("td", { text: a.n }), h("td", { class: "mono", text: a.deployment }), h("td", { text: a.group || "–" }), h("td", { text: a.provider || "–" }),
+          h("td", { class: "num", text: "+" + fmtSec(a.offset) }), h("td", { class: "num", text: fmtSec(a.duration) }),
+          h("td", null, a.error_class ? badge(a.error_class, "bad") : badge("ok", "ok"), a.hedge ? badge("hedge", "info") : null),
+          h("td", { text: a.status ?? "–" }), h("td", { class: "small", text: a.error || "" }))))))));
+  }
+
+  function timeline(r, attempts) {
+    const W = 760;
+    const left = 22;
+    const right = 30;
+    const rowH = 40;
+    const top = 30;
+    const end = Math.max(num(r.duration), ...attempts.map((a) => num(a.offset) + num(a.duration)), 0.001);
+    const { max, step } = niceMax(end, 5);
+    const pw = W - left - right;
+    const x = (t) => left + (t / max) * pw;
+    const H = top + rowH * (attempts.length + 1) + 30;
+    const svg = s("svg", { viewBox: "0 0 " + W + " " + H, class: "chart timeline", role: "img",
+      "aria-label": "Timeline of " + attempts.length + " attempts over " + fmtSec(end) },
+    s("title", { text: "Attempts timeline" }));
+    const axisY = H - 26;
+    for (let t = 0; t <= max + 1e-9; t += step) {
+      svg.append(s("line", { x1: x(t), x2: x(t), y1: top - 8, y2: axisY, class: "grid" }),
+        s("text", { x: x(t), y: axisY + 14, class: "tick", "text-anchor": "middle", text: fmtSec(t) }));
+    }
+    svg.append(s("text", { x: left + pw / 2, y: H - 1, class: "axis-title", "text-anchor": "middle", text: "time since the request started" }));
+    // the request itself
+    svg.append(s("rect", { x: x(0), y: top - 6, width: Math.max(2, x(num(r.duration)) - x(0)), height: 10, rx: 2, class: "request-bar" },
+      s("title", { text: "request: " + fmtSec(r.duration) })),
+    s("text", { x: x(0) + 2, y: top - 11, class: "label small", text: "request " + fmtSec(r.duration) + (r.ttft != null ? " · first token " + fmtSec(r.ttft) : "") }));
+    if (typeof r.ttft === "number") {
+      svg.append(s("line", { x1: x(r.ttft), x2: x(r.ttft), y1: top - 8, y2: axisY, class: "ttft" }, s("title", { text: "first token at " + fmtSec(r.ttft) })));
+    }
+    let prevGroup = attempts.length ? attempts[0].group : null;
+    attempts.forEach((a, i) => {
+      const y = top + 14 + i * rowH;
+      const x0 = x(num(a.offset));
+      const w = Math.max(3, x(num(a.offset) + num(a.duration)) - x0);
+      const color = a.error_class ? causeColor(a.error_class) : OK_COLOR;
+      const hop = i > 0 && a.group && a.group !== prevGroup;
+      prevGroup = a.group || prevGroup;
+      const g = s("g", { class: "attempt-row" });
+      if (hop) {
+        g.append(s("line", { x1: x0, x2: x0, y1: y - 6, y2: y + rowH - 8, class: "hop" }),
+          s("text", { x: x0 + 3, y: y - 1, class: "hop-label", text: "↪ fallback to " + a.group }));
+      }
+      const label = "#" + a.n + " " + a.deployment + " · " + (a.error_class ? a.error_class + (a.status ? " " + a.status : "") : "ok" + (a.status ? " " + a.status : "")) + (a.hedge ? " · hedge" : "");
+      g.append(s("rect", {
+        x: x0, y: y + (hop ? 4 : 0), width: w, height: 18, rx: 3, fill: color,
+        class: "attempt" + (a.error_class ? " failed" : " ok") + (a.hedge ? " hedge" : ""),
+        "data-deployment": a.deployment, "data-error-class": a.error_class || "", "data-hedge": a.hedge ? "1" : "0", "data-fallback": hop ? "1" : "0",
+      }, s("title", { text: label + " · start +" + fmtSec(a.offset) + " · " + fmtSec(a.duration) + (a.error ? " · " + a.error : "") })));
+      const labelX = x0 + w + 6;
+      const anchorEnd = labelX > W - 220;
+      g.append(s("text", { x: anchorEnd ? x0 - 6 : labelX, y: y + (hop ? 4 : 0) + 13, class: "label", "text-anchor": anchorEnd ? "end" : "start", text: label }));
+      svg.append(g);
+    });
+    return svg;
+  }
+
+  // ---------------------------------------------------------------- spend
+
+  const GROUP_BY = [["model", "Model"], ["deployment", "Deployment"], ["tenant", "Key"], ["day", "Day"], ["hour", "Hour"]];
+  let spendGroup = "model";
+
+  function spendPage(main) {
+    const body = h("div", { "aria-busy": "true" });
+    const radios = h("fieldset", { class: "segmented" }, h("legend", { text: "Group spend by" }),
+      GROUP_BY.map(([v, t]) => h("label", null, h("input", { type: "radio", name: "group_by", value: v, checked: v === spendGroup }), t)));
+    radios.addEventListener("change", (ev) => { spendGroup = ev.target.value; view.refresh(); });
+    main.append(h("div", { class: "page-head" }, h("h1", { text: "Spend" }), radios), body);
+    async function refresh() {
+      const data = await load("spend", { group_by: spendGroup });
+      renderSpend(body, data, spendGroup);
+      body.setAttribute("aria-busy", "false");
+    }
+    return { refresh };
+  }
+
+  function renderSpend(body, data, groupBy) {
+    const label = (GROUP_BY.find(([v]) => v === groupBy) || [0, groupBy])[1];
+    let rows = (data.rows || data.data || []).map((r) => ({ ...r, key: r.key ?? "(none)" }));
+    const timeLike = groupBy === "day" || groupBy === "hour";
+    rows = rows.slice().sort(timeLike ? (a, b) => String(a.key).localeCompare(String(b.key)) : (a, b) => num(b.cost_usd) - num(a.cost_usd));
+    const keyText = (k) => (groupBy === "hour" && typeof k === "number" ? fmtDateTime(k) : groupBy === "day" && typeof k === "number" ? fmtDateTime(k).slice(0, 10) : String(k));
+    const total = data.total || rows.reduce((t, r) => ({
+      requests: num(t.requests) + num(r.requests), input_tokens: num(t.input_tokens) + num(r.input_tokens),
+      output_tokens: num(t.output_tokens) + num(r.output_tokens), cost_usd: num(t.cost_usd) + num(r.cost_usd),
+    }), {});
+    body.replaceChildren(
+      h("div", { class: "stats" }, stat("Total spend", fmtUsd(total.cost_usd), "spend-total"), stat("Requests", fmtInt(total.requests), "spend-requests"),
+        stat("Input tokens", fmtCompact(total.input_tokens), "spend-in"), stat("Output tokens", fmtCompact(total.output_tokens), "spend-out")),
+      h("div", { class: "grid spend-grid" },
+        card("Spend by " + label.toLowerCase(), spendChart(rows.slice(0, 24), keyText, label)),
+        card("Table", h("div", { class: "table-scroll" }, h("table", { class: "data spend", id: "spend-table" },
+          h("caption", { class: "sr-only", text: "Spend by " + label }),
+          h("thead", null, h("tr", null, h("th", { scope: "col", text: label }), ["Requests", "Input tokens", "Output tokens", "Cost"].map((t) => h("th", { scope: "col", class: "num", text: t })))),
+          h("tbody", null, rows.map((r) => h("tr", { dataset: { key: String(r.key) } }, h("th", { scope: "row", class: "mono", text: keyText(r.key) }),
+            h("td", { class: "num", text: fmtInt(r.requests) }), h("td", { class: "num", text: fmtInt(r.input_tokens) }),
+            h("td", { class: "num", text: fmtInt(r.output_tokens) }), h("td", { class: "num", text: fmtUsd(r.cost_usd) })))),
+          h("tfoot", null, h("tr", null, h("th", { scope: "row", text: "Total" }), h("td", { class: "num", text: fmtInt(total.requests) }),
+            h("td", { class: "num", text: fmtInt(total.input_tokens) }), h("td", { class: "num", text: fmtInt(total.output_tokens) }),
+            h("td", { class: "num", text: fmtUsd(total.cost_usd) })))))),
+      ),
+    );
+  }
+
+  function spendChart(rows, keyText, label) {
+    const W = 560;
+    const left = 150;
+    const right = 70;
+    const rowH = 22;
+    const top = 8;
+    const H = top + Math.max(1, rows.length) * rowH + 34;
+    const { max, step } = niceMax(Math.max(0, ...rows.map((r) => num(r.cost_usd))), 4);
+    const x = (v) => left + (v / max) * (W - left - right);
+    const svg = s("svg", { viewBox: "0 0 " + W + " " + H, class: "chart", role: "img", "aria-label": "Spend by " + label.toLowerCase() + ", USD" },
+      s("title", { text: "Spend by " + label.toLowerCase() }));
+    const axisY = top + Math.max(1, rows.length) * rowH;
+    for (let v = 0; v <= max + 1e-9; v += step) {
+      svg.append(s("line", { x1: x(v), x2: x(v), y1: top, y2: axisY, class: v === 0 ? "axis" : "grid" }),
+        s("text", { x: x(v), y: axisY + 14, class: "tick", "text-anchor": "middle", text: fmtUsd(v) }));
+    }
+    svg.append(s("text", { x: left + (W - left - right) / 2, y: H - 3, class: "axis-title", "text-anchor": "middle", text: "cost (USD)" }));
+    rows.forEach((r, i) => {
+      const y = top + i * rowH + 3;
+      const k = keyText(r.key);
+      svg.append(
+        s("text", { x: left - 6, y: y + 12, class: "label", "text-anchor": "end", text: k.length > 22 ? k.slice(0, 21) + "…" : k }, s("title", { text: k })),
+        s("rect", { x: left, y, width: Math.max(1, x(num(r.cost_usd)) - left), height: rowH - 7, rx: 2, fill: "#6a994e", class: "bar", "data-key": String(r.key), "data-value": num(r.cost_usd) },
+          s("title", { text: k + ": " + fmtUsd(r.cost_usd) + " · " + fmtInt(r.requests) + " requests" })),
+        s("text", { x: x(num(r.cost_usd)) + 5, y: y + 12, class: "label small", text: fmtUsd(r.cost_usd) }),
+      );
+    });
+    if (!rows.length) svg.append(s("text", { x: W / 2, y: top + 14, class: "empty", "text-anchor": "middle", text: "No spend recorded yet" }));
+    return svg;
+  }
+
+  // ------------------------------------------------------------------ router
+
+  let view = { refresh: async () => {} };
+  let timer = null;
+  let generation = 0;
+
+  function showError(e) {
+    const main = document.getElementById("main");
+    let box = document.getElementById("page-error");
+    if (!box) {
+      box = h("div", { id: "page-error", class: "banner error", role: "alert" });
+      main.prepend(box);
+    }
+    let text = e.message || String(e);
+    if (e instanceof ApiError && e.status === 404) text = "This gateway has no such admin endpoint (404): " + text;
+    else if (e instanceof ApiError && e.status === 503) text = "The request log is not available (503): " + text;
+    else if (e instanceof ApiError && e.status === 403) text = "The admin API is off (403): " + text;
+    else if (e instanceof AuthError) text = "An admin key is needed to read this gateway (401).";
+    box.textContent = text;
+    setStatus("Error", "bad");
+  }
+  function clearError() {
+    const box = document.getElementById("page-error");
+    if (box) box.remove();
+  }
+
+  const PAGES = { overview: overviewPage, deployments: deploymentsPage, requests: requestsPage, spend: spendPage };
+
+  const router = {
+    go() {
+      const raw = location.hash.replace(/^#\/?/, "");
+      const [path, qs] = raw.split("?");
+      const parts = path.split("/").filter(Boolean);
+      let name = parts[0] || "overview";
+      if (!PAGES[name]) name = "overview";
+      const query = new URLSearchParams(qs || "");
+      const main = document.getElementById("main");
+      main.replaceChildren();
+      main.dataset.page = name;
+      for (const a of document.querySelectorAll(".tabs a")) {
+        if (a.dataset.page === name) a.setAttribute("aria-current", "page");
+        else a.removeAttribute("aria-current");
+      }
+      const gen = ++generation;
+      if (timer) clearInterval(timer);
+      timer = null;
+      if (name === "requests" && parts[1]) {
+        view = tracePage(main, decodeURIComponent(parts.slice(1).join("/")));
+        document.title = "Request " + decodeURIComponent(parts[1]) + " · Brace";
+      } else {
+        view = PAGES[name](main, query);
+        document.title = name[0].toUpperCase() + name.slice(1) + " · Brace";
+      }
+      const inner = view.refresh;
+      let busy = false;
+      view.refresh = async () => {
+        if (busy || gen !== generation) return;
+        busy = true;
+        try {
+          await inner();
+          if (gen === generation) {
+            clearError();
+            setStatus("Updated " + fmtClock(Date.now() / 1000, true), "ok");
+          }
+        } catch (e) {
+          if (gen === generation) showError(e);
+        } finally {
+          busy = false;
+        }
+      };
+      view.refresh();
+      if (view.interval) {
+        timer = setInterval(() => { if (!document.hidden && !document.getElementById("key-dialog").open) view.refresh(); }, view.interval);
+      }
+    },
+    reload() { router.go(); },
+  };
+
+  document.addEventListener("DOMContentLoaded", () => {
+    setupKeyDialog();
+    window.addEventListener("hashchange", () => router.go());
+    router.go();
+  });
+})();

@@ -1,0 +1,80 @@
+"""Wire the telemetry subscribers to an engine's event bus.
+
+:class:`Telemetry` owns the subscribers built from ``telemetry:`` in the config — the
+Prometheus metrics (always, in memory), the request-log store (SQLite by default,
+PostgreSQL, or off) and the tracer (OpenTelemetry spans, optional OTLP export) — and
+routes each event to them.  Subscribers only record: the store and the tracer queue
+the record for their own background task (bounded; overflow is counted), so the
+request path never waits on a database or an exporter.  :meth:`aclose` flushes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .record import RequestEnded
+
+if TYPE_CHECKING:
+    from ..config import BraceConfig
+    from ..engine import Engine
+    from .metrics import Metrics
+    from .store import Store
+    from .tracing import Tracer
+
+__all__ = ["Telemetry"]
+
+log = logging.getLogger("brace.telemetry")
+
+
+class Telemetry:
+    def __init__(self, config: BraceConfig, engine: Engine) -> None:
+        from .metrics import Metrics
+
+        self.config = config.telemetry
+        self.engine = engine
+        self.metrics: Metrics = Metrics(engine)
+        self.store: Store | None = None
+        self.tracer: Tracer | None = None
+        self._unsubscribe: Any = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.enabled and cfg.store != "off":
+            from .store import open_store
+
+            self.store = open_store(cfg)
+            await self.store.start()
+            self.metrics.add_writer("store", self.store.stats)
+        if cfg.enabled and cfg.otlp_endpoint:
+            from .tracing import Tracer
+
+            servers = {
+                d.id: d.url for g in self.engine.config.models.values() for d in g.deployments
+            }
+            tracer = self.tracer = Tracer(cfg, servers=servers)
+            await tracer.start()
+            self.metrics.add_writer(
+                "tracer", lambda: {"dropped": tracer.dropped, "errors": tracer.errors}
+            )
+        self._unsubscribe = self.engine.events.subscribe(self._on_event, kinds=self.metrics.kinds)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, RequestEnded):
+            record = event.record
+            self.metrics.observe_request(record)
+            if self.store is not None:
+                self.store.submit(record)
+            if self.tracer is not None:
+                self.tracer.submit(record)
+        else:
+            self.metrics.on_event(event)
+
+    async def aclose(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self.tracer is not None:
+            await self.tracer.aclose()
+        if self.store is not None:
+            await self.store.aclose()

@@ -1,0 +1,663 @@
+"""What both engines share: the bounded writer, retention and the queries.
+
+An engine supplies a handful of primitives (open and migrate, write one batch in
+one transaction, delete a set of requests, run a read query); everything else —
+the queue, batching, retry-once-then-drop, retention, the SQL of every query —
+is written once here, so both engines store and answer the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+import collections
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from ..record import RequestRecord
+from ._schema import MIGRATIONS, REQUEST_COLUMNS, Migration, row_to_attempt, row_to_request
+
+__all__ = ["BaseStore", "GroupBy", "InvalidQuery", "decode_cursor", "encode_cursor"]
+
+log = logging.getLogger("brace.telemetry.store")
+
+GroupBy = Literal["model", "deployment", "tenant", "day", "hour"]
+GROUP_BY: tuple[str, ...] = ("model", "deployment", "tenant", "day", "hour")
+
+BATCH_ROWS = 500
+"""At most this many records per write transaction."""
+FLUSH_INTERVAL = 0.25
+"""A partial batch waits at most this long."""
+RETENTION_INTERVAL = 60.0
+DELETE_CHUNK = 2_000
+"""Retention deletes this many requests (and their attempts) per transaction."""
+OVERVIEW_MAX_ROWS = 100_000
+"""The overview reads at most this many durations (the most recent) for its percentiles."""
+TRACE_MAX_REQUESTS = 500
+MAX_LIMIT = 1_000
+MAX_BUCKETS = 2_000
+
+_LIST_COLUMNS = ", ".join(c for c in REQUEST_COLUMNS if c != "content")
+_ALL_COLUMNS = ", ".join(REQUEST_COLUMNS)
+_ATTEMPT_SELECT = (
+    'request_id, seq, deployment, grp, provider, "offset", duration, error_class, status, '
+    "hedge, error"
+)
+
+
+class InvalidQuery(ValueError):
+    """A query argument is out of range; ``param`` names it (the admin API answers 400)."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+def encode_cursor(started_at: float, request_id: str) -> str:
+    raw = f"{started_at!r}|{request_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """``(started_at, request_id)`` of a cursor from :func:`encode_cursor`, or ValueError."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        started, _, rid = raw.partition("|")
+        value = float(started)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidQuery("before", _BAD_CURSOR) from None
+    if not rid or not math.isfinite(value):
+        raise InvalidQuery("before", _BAD_CURSOR)
+    return value, rid
+
+
+_BAD_CURSOR = "before must be a next_cursor returned by this API"
+
+
+def _like_prefix(prefix: str) -> str:
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _percentile(sorted_values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (``None`` when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _int(value: Any) -> int:
+    return 0 if value is None else int(value)
+
+
+def _cost(value: Any) -> float:
+    return 0.0 if value is None else round(float(value), 10)
+
+
+class BaseStore(abc.ABC):
+    """The bounded writer, retention and queries over an engine's primitives."""
+
+    engine: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        capture_content: bool = False,
+        retention_days: float = 30.0,
+        retention_max_rows: int = 1_000_000,
+        writer_queue: int = 10_000,
+        batch_rows: int = BATCH_ROWS,
+        flush_interval: float = FLUSH_INTERVAL,
+        retention_interval: float = RETENTION_INTERVAL,
+        retry_delay: float = 0.1,
+        now: Callable[[], float] = time.time,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        if writer_queue < 1 or batch_rows < 1:
+            raise ValueError("writer_queue and batch_rows must be at least 1")
+        self.capture_content = capture_content
+        self.retention_days = retention_days
+        self.retention_max_rows = retention_max_rows
+        self.writer_queue = writer_queue
+        self.batch_rows = batch_rows
+        self.flush_interval = flush_interval
+        self.retention_interval = retention_interval
+        self.retry_delay = retry_delay
+        self.now = now
+        self.migrations: tuple[Migration, ...] = tuple(migrations)
+        self._queue: collections.deque[RequestRecord] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self.written = 0
+        self.dropped = 0
+        self.duplicates = 0
+        self.batches = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.retention_deleted = 0
+        self._retention_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------------ engine primitives
+
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """The database, safe to log and show (no password)."""
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Connect and apply pending migrations (raise ConfigError / SchemaTooNew)."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _write(self, records: list[RequestRecord]) -> int:
+        """Insert a batch (requests and attempts) in one transaction, skipping request
+        ids already stored; returns how many were skipped as duplicates."""
+
+    @abc.abstractmethod
+    async def _delete(self, request_ids: list[str]) -> int:
+        """Delete these requests and their attempts in one transaction; returns how
+        many requests were deleted."""
+
+    @abc.abstractmethod
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """Run a read query written with ``?`` placeholders."""
+
+    @abc.abstractmethod
+    def _floor_div(self, expr: str, seconds: int) -> str:
+        """SQL for ``floor(expr / seconds)`` as an integer."""
+
+    @abc.abstractmethod
+    def _in(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        """SQL and parameters for ``column IN values``."""
+
+    def _redact(self, text: str) -> str:
+        """``text`` without any secret of the connection (engines override)."""
+        return text
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the database, migrate, start the writer and the retention task."""
+        if self._writer is not None:
+            return
+        await self._open()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        if not self._queue:
+            self._drained.set()
+        self._writer = asyncio.create_task(self._run_writer(), name=f"brace-store-{self.engine}")
+        self._retention = asyncio.create_task(self._run_retention(), name="brace-store-retention")
+
+    def submit(self, record: RequestRecord) -> None:
+        """Queue a record for the writer; never blocks, never raises.  When the queue
+        is full (or the store is closed) the record is dropped and counted."""
+        if len(self._queue) >= self.writer_queue or self._closed:
+            self.dropped += 1
+            return
+        self._queue.append(record)
+        if self._drained is not None:
+            self._drained.clear()
+        if self._wake is not None and len(self._queue) >= self.batch_rows:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until every record submitted so far is written (or dropped)."""
+        if self._writer is None or self._wake is None or self._drained is None:
+            return
+        if self._writer.done():
+            return
+        self._wake.set()
+        await self._drained.wait()
+
+    async def aclose(self) -> None:
+        """Write everything queued, stop the tasks, close the database."""
+        if self._closed:
+            return
+        self._closing = True
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+        if self._writer is not None and self._wake is not None:
+            self._wake.set()
+            await self._writer
+        self._closed = True
+        if self._writer is not None:
+            await self._close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "database": self.where,
+            "queued": len(self._queue),
+            "capacity": self.writer_queue,
+            "written": self.written,
+            "dropped": self.dropped,
+            "duplicates": self.duplicates,
+            "batches": self.batches,
+            "errors": self.errors,
+            "last_error": self.last_error,
+            "retention_deleted": self.retention_deleted,
+            "capture_content": self.capture_content,
+        }
+
+    # ------------------------------------------------------------------ the writer
+
+    async def _run_writer(self) -> None:
+        assert self._wake is not None and self._drained is not None
+        while True:
+            if len(self._queue) < self.batch_rows and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            self._wake.clear()
+            while self._queue:
+                n = min(self.batch_rows, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(n)]
+                ok = await self._write_batch(batch)
+                if not ok and self._closing:
+                    # the database is failing and we are shutting down: do not hold
+                    # the shutdown for every remaining batch
+                    self.dropped += len(self._queue)
+                    self._queue.clear()
+            self._drained.set()
+            if self._closing:
+                return
+
+    async def _write_batch(self, batch: list[RequestRecord]) -> bool:
+        for attempt in (1, 2):
+            try:
+                skipped = await self._write(batch)
+            except Exception as exc:  # any DB failure: counted, never raised into requests
+                self.errors += 1
+                self.last_error = self._redact(f"{type(exc).__name__}: {exc}")[:500]
+                log.warning(
+                    "request log (%s): writing %d records failed (%s): %s",
+                    self.where,
+                    len(batch),
+                    "retrying once" if attempt == 1 else "dropped",
+                    self.last_error,
+                )
+                if attempt == 1 and self.retry_delay > 0 and not self._closing:
+                    await asyncio.sleep(self.retry_delay)
+                continue
+            self.batches += 1
+            self.duplicates += skipped
+            self.written += len(batch) - skipped
+            return True
+        self.dropped += len(batch)
+        return False
+
+    # ------------------------------------------------------------------ retention
+
+    async def _run_retention(self) -> None:
+        while True:
+            try:
+                await self.apply_retention()
+            except Exception as exc:  # a failed pass is logged; the next one retries
+                self.errors += 1
+                self.last_error = self._redact(f"retention: {type(exc).__name__}: {exc}")[:500]
+                log.warning("request log (%s): %s", self.where, self.last_error)
+            await asyncio.sleep(self.retention_interval)
+
+    async def apply_retention(self) -> dict[str, int]:
+        """Delete requests older than ``retention_days``, then the oldest beyond
+        ``retention_max_rows`` (attempts with them).  Returns what was deleted."""
+        if self._retention_lock is None:
+            self._retention_lock = asyncio.Lock()
+        async with self._retention_lock:  # one pass at a time (the task, or a caller)
+            return await self._apply_retention()
+
+    async def _apply_retention(self) -> dict[str, int]:
+        cutoff = self.now() - self.retention_days * 86_400
+        expired = await self._delete_where("started_at < ?", [cutoff])
+        trimmed = 0
+        rows = await self._fetch(
+            "SELECT started_at, request_id FROM requests "
+            "ORDER BY started_at DESC, request_id DESC LIMIT 1 OFFSET ?",
+            [self.retention_max_rows],
+        )
+        if rows:
+            s, rid = float(rows[0]["started_at"]), rows[0]["request_id"]
+            trimmed = await self._delete_where(
+                "(started_at < ? OR (started_at = ? AND request_id <= ?))", [s, s, rid]
+            )
+        self.retention_deleted += expired + trimmed
+        if expired or trimmed:
+            log.info(
+                "request log (%s): retention deleted %d expired and %d beyond %d rows",
+                self.where,
+                expired,
+                trimmed,
+                self.retention_max_rows,
+            )
+        return {"expired": expired, "trimmed": trimmed}
+
+    async def _delete_where(self, condition: str, params: list[Any]) -> int:
+        deleted = 0
+        while True:
+            rows = await self._fetch(
+                f"SELECT request_id FROM requests WHERE {condition} "
+                "ORDER BY started_at, request_id LIMIT ?",
+                [*params, DELETE_CHUNK],
+            )
+            if not rows:
+                return deleted
+            deleted += await self._delete([r["request_id"] for r in rows])
+
+    # ------------------------------------------------------------------ queries
+
+    async def list_requests(
+        self,
+        *,
+        model: str | None = None,
+        deployment: str | None = None,
+        tenant: str | None = None,
+        status: int | str | None = None,
+        error_class: str | None = None,
+        q: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The newest requests first (no content), and the cursor of the next page."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidQuery("limit", f"limit must be between 1 and {MAX_LIMIT}")
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("model", model),
+            ("deployment", deployment),
+            ("tenant", tenant),
+            ("error_class", error_class),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if status is not None:
+            clause, values = _status_clause(status)
+            where.append(clause)
+            params.extend(values)
+        if q:
+            where.append("(request_id LIKE ? ESCAPE '\\' OR trace_id LIKE ? ESCAPE '\\')")
+            params.extend([_like_prefix(q), _like_prefix(q)])
+        self._time_range(where, params, since, until)
+        if before is not None:
+            s, rid = decode_cursor(before)
+            where.append("(started_at < ? OR (started_at = ? AND request_id < ?))")
+            params.extend([s, s, rid])
+        sql = f"SELECT {_LIST_COLUMNS} FROM requests"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, request_id DESC LIMIT ?"
+        params.append(limit + 1)
+        rows = await self._fetch(sql, params)
+        cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            cursor = encode_cursor(float(last["started_at"]), last["request_id"])
+        return [row_to_request(r) for r in rows], cursor
+
+    async def get_request(self, request_id: str) -> dict[str, Any] | None:
+        """One request with its attempts (and its content, when captured)."""
+        rows = await self._fetch(
+            f"SELECT {_ALL_COLUMNS} FROM requests WHERE request_id = ?", [request_id]
+        )
+        if not rows:
+            return None
+        out = row_to_request(rows[0])
+        attempts = await self._fetch(
+            f"SELECT {_ATTEMPT_SELECT} FROM attempts WHERE request_id = ? ORDER BY seq",
+            [request_id],
+        )
+        out["attempts"] = [_attempt(a) for a in attempts]
+        return out
+
+    async def trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every request of a trace (a multi-step agent run), oldest first, with attempts."""
+        rows = await self._fetch(
+            f"SELECT {_LIST_COLUMNS} FROM requests WHERE trace_id = ? "
+            "ORDER BY started_at, request_id LIMIT ?",
+            [trace_id, TRACE_MAX_REQUESTS],
+        )
+        out = [row_to_request(r) for r in rows]
+        if not out:
+            return out
+        by_id: dict[str, dict[str, Any]] = {}
+        for r in out:
+            r["attempts"] = []
+            by_id[r["request_id"]] = r
+        clause, params = self._in("request_id", list(by_id))
+        attempts = await self._fetch(
+            f"SELECT {_ATTEMPT_SELECT} FROM attempts WHERE {clause} ORDER BY request_id, seq",
+            params,
+        )
+        for a in attempts:
+            by_id[a["request_id"]]["attempts"].append(_attempt(a))
+        return out
+
+    async def spend(
+        self,
+        group_by: GroupBy = "model",
+        *,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, Any]:
+        """Requests, tokens and cost by model, deployment, tenant, UTC day or UTC hour."""
+        if group_by not in GROUP_BY:
+            raise InvalidQuery("group_by", f"group_by must be one of {', '.join(GROUP_BY)}")
+        timed = group_by in ("day", "hour")
+        step = 86_400 if group_by == "day" else 3_600
+        key = self._floor_div("started_at", step) if timed else group_by
+        where: list[str] = []
+        params: list[Any] = []
+        self._time_range(where, params, since, until)
+        sql = (
+            f"SELECT {key} AS k, COUNT(*) AS requests, SUM(input_tokens) AS input_tokens, "
+            "SUM(output_tokens) AS output_tokens, SUM(cost_usd) AS cost_usd FROM requests"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " GROUP BY k"
+        rows = []
+        for r in await self._fetch(sql, params):
+            k = r["k"]
+            if timed and k is not None:
+                t = datetime.fromtimestamp(int(k) * step, UTC)
+                k = t.strftime("%Y-%m-%d") if group_by == "day" else t.strftime("%Y-%m-%dT%H:00Z")
+            rows.append(
+                {
+                    "key": k,
+                    "requests": _int(r["requests"]),
+                    "input_tokens": _int(r["input_tokens"]),
+                    "output_tokens": _int(r["output_tokens"]),
+                    "cost_usd": _cost(r["cost_usd"]),
+                }
+            )
+        if timed:
+            rows.sort(key=lambda x: x["key"] or "")
+        else:
+            rows.sort(key=lambda x: (-x["cost_usd"], -x["requests"], x["key"] or ""))
+        total = {
+            "requests": sum(x["requests"] for x in rows),
+            "input_tokens": sum(x["input_tokens"] for x in rows),
+            "output_tokens": sum(x["output_tokens"] for x in rows),
+            "cost_usd": round(sum(x["cost_usd"] for x in rows), 10),
+        }
+        return {"group_by": group_by, "since": since, "until": until, "rows": rows, "total": total}
+
+    async def overview(
+        self, window_s: int = 3600, bucket_s: int = 60, *, now: float | None = None
+    ) -> dict[str, Any]:
+        """Per-bucket traffic over the last ``window_s`` seconds: requests, surfaced and
+        absorbed errors, causes, p50/p99 latency and cost."""
+        if bucket_s < 1:
+            raise InvalidQuery("bucket_s", "bucket_s must be at least 1 second")
+        if window_s < bucket_s:
+            raise InvalidQuery("window_s", "window_s must be at least bucket_s")
+        n = math.ceil(window_s / bucket_s)
+        if n > MAX_BUCKETS:
+            raise InvalidQuery(
+                "bucket_s", f"window_s / bucket_s must be at most {MAX_BUCKETS} buckets"
+            )
+        current = self.now() if now is None else now
+        last = math.floor(current / bucket_s)
+        first = last - n + 1
+        since, until = float(first * bucket_s), float((last + 1) * bucket_s)
+        b = self._floor_div("started_at", bucket_s)
+        buckets: dict[int, dict[str, Any]] = {
+            i: {
+                "t": i * bucket_s,
+                "requests": 0,
+                "errors_surfaced": 0,
+                "errors_absorbed": 0,
+                "by_cause": {},
+                "surfaced_by_cause": {},
+                "absorbed_by_cause": {},
+                "p50_ms": None,
+                "p99_ms": None,
+                "cost_usd": 0.0,
+            }
+            for i in range(first, last + 1)
+        }
+        rng = "started_at >= ? AND started_at < ?"
+        for r in await self._fetch(
+            f"SELECT {b} AS b, COUNT(*) AS requests, "
+            "SUM(CASE WHEN error_class IS NULL THEN 0 ELSE 1 END) AS surfaced, "
+            f"SUM(absorbed) AS absorbed, SUM(cost_usd) AS cost_usd FROM requests WHERE {rng} "
+            "GROUP BY b",
+            [since, until],
+        ):
+            bucket = buckets.get(int(r["b"]))
+            if bucket is not None:
+                bucket["requests"] = _int(r["requests"])
+                bucket["errors_surfaced"] = _int(r["surfaced"])
+                bucket["errors_absorbed"] = _int(r["absorbed"])
+                bucket["cost_usd"] = _cost(r["cost_usd"])
+        surfaced_causes = await self._fetch(
+            f"SELECT {b} AS b, error_class, COUNT(*) AS n FROM requests "
+            f"WHERE {rng} AND error_class IS NOT NULL GROUP BY b, error_class",
+            [since, until],
+        )
+        rb = self._floor_div("r.started_at", bucket_s)
+        absorbed_causes = await self._fetch(
+            f"SELECT {rb} AS b, a.error_class AS error_class, COUNT(*) AS n "
+            "FROM requests r JOIN attempts a ON a.request_id = r.request_id "
+            "WHERE r.started_at >= ? AND r.started_at < ? AND r.error_class IS NULL "
+            "AND a.error_class IS NOT NULL GROUP BY b, a.error_class",
+            [since, until],
+        )
+        totals_causes: dict[str, dict[str, int]] = {
+            "by_cause": {},
+            "surfaced_by_cause": {},
+            "absorbed_by_cause": {},
+        }
+        for split, rows in (
+            ("surfaced_by_cause", surfaced_causes),
+            ("absorbed_by_cause", absorbed_causes),
+        ):
+            for r in rows:
+                bucket = buckets.get(int(r["b"]))
+                if bucket is None:
+                    continue
+                cls, count = r["error_class"], _int(r["n"])
+                for target in (bucket["by_cause"], bucket[split]):
+                    target[cls] = target.get(cls, 0) + count
+                for key in ("by_cause", split):
+                    target = totals_causes[key]
+                    target[cls] = target.get(cls, 0) + count
+        durations = await self._fetch(
+            f"SELECT started_at, duration FROM requests WHERE {rng} "
+            "ORDER BY started_at DESC LIMIT ?",
+            [since, until, OVERVIEW_MAX_ROWS],
+        )
+        per_bucket: dict[int, list[float]] = collections.defaultdict(list)
+        every: list[float] = []
+        for r in durations:
+            d = float(r["duration"])
+            per_bucket[math.floor(float(r["started_at"]) / bucket_s)].append(d)
+            every.append(d)
+        for i, values in per_bucket.items():
+            bucket = buckets.get(i)
+            if bucket is not None:
+                values.sort()
+                bucket["p50_ms"] = _ms(_percentile(values, 0.5))
+                bucket["p99_ms"] = _ms(_percentile(values, 0.99))
+        every.sort()
+        out = list(buckets.values())
+        requests = sum(x["requests"] for x in out)
+        surfaced = sum(x["errors_surfaced"] for x in out)
+        totals = {
+            "requests": requests,
+            "errors_surfaced": surfaced,
+            "errors_absorbed": sum(x["errors_absorbed"] for x in out),
+            "error_rate": round(surfaced / requests, 6) if requests else 0.0,
+            **totals_causes,
+            "p50_ms": _ms(_percentile(every, 0.5)),
+            "p99_ms": _ms(_percentile(every, 0.99)),
+            "cost_usd": round(sum(x["cost_usd"] for x in out), 10),
+            "sampled": len(durations) >= OVERVIEW_MAX_ROWS,
+        }
+        return {
+            "window_s": window_s,
+            "bucket_s": bucket_s,
+            "since": since,
+            "until": until,
+            "buckets": out,
+            "totals": totals,
+        }
+
+    @staticmethod
+    def _time_range(
+        where: list[str], params: list[Any], since: float | None, until: float | None
+    ) -> None:
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(float(since))
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(float(until))
+
+
+def _attempt(row: dict[str, Any]) -> dict[str, Any]:
+    out = row_to_attempt(row)
+    out.pop("request_id", None)
+    return out
+
+
+def _status_clause(status: int | str) -> tuple[str, list[Any]]:
+    """``status`` filter: an HTTP status (``429``), a class (``5xx``), ``ok`` (no error)
+    or ``error`` (any surfaced error, including a stream that ended in an error event)."""
+    if isinstance(status, int):
+        return "status = ?", [status]
+    s = status.strip().lower()
+    if s == "ok":
+        return "error_class IS NULL", []
+    if s == "error":
+        return "error_class IS NOT NULL", []
+    if len(s) == 3 and s[0] in "12345" and s[1:] == "xx":
+        low = int(s[0]) * 100
+        return "status >= ? AND status < ?", [low, low + 100]
+    if s.isdigit() and len(s) == 3:
+        return "status = ?", [int(s)]
+    raise InvalidQuery("status", "status must be an HTTP status (429), a class (5xx), ok or error")

@@ -1,0 +1,228 @@
+"""The shared engine: PostgreSQL through an asyncpg pool.
+
+Same schema and migrations as SQLite (applied under an advisory lock, so gateways
+starting together migrate once).  A batch is one transaction of two
+``executemany`` calls.  The URL's password is never logged nor shown: errors and
+stats name the database with :func:`~brace.state.redact_url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+
+from ...errors import ConfigError
+from ...state import redact_url
+from ..record import RequestRecord
+from ._base import BaseStore
+from ._schema import (
+    ATTEMPT_COLUMNS,
+    REQUEST_COLUMNS,
+    attempt_rows,
+    check_applied,
+    request_row,
+    unique_records,
+)
+
+__all__ = ["PostgresStore"]
+
+_MIGRATION_LOCK = 0x62726163655F6C67
+"""``pg_advisory_xact_lock`` key held while migrating ("brace_lg")."""
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _marks(n: int) -> str:
+    return ", ".join(f"${i}" for i in range(1, n + 1))
+
+
+_INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({_marks(len(REQUEST_COLUMNS))}) "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({_marks(len(ATTEMPT_COLUMNS))}) "
+    "ON CONFLICT (request_id, seq) DO NOTHING"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _numbered(sql: str) -> str:
+    """``?`` placeholders (outside quotes) as ``$1, $2...``."""
+    out: list[str] = []
+    n = 0
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "?" and not quoted:
+            n += 1
+            out.append(f"${n}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _secrets(url: str) -> list[str]:
+    found: list[str] = []
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+        found += [v for k, v in parse_qsl(parts.query) if k.lower() in ("password", "passfile")]
+    except ValueError:
+        pass
+    return [s for s in found if s]
+
+
+class PostgresStore(BaseStore):
+    """The request log in PostgreSQL (``telemetry.database: ${DATABASE_URL}``).
+
+    ``schema`` puts the tables in their own schema (created if missing) instead of
+    the connection's default search path.
+    """
+
+    engine: ClassVar[str] = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if not url.startswith(("postgres://", "postgresql://")):
+            raise ConfigError(
+                f"telemetry.database: {redact_url(url)!r} is not a PostgreSQL URL; expected "
+                "postgresql://user:password@host:5432/dbname (e.g. ${DATABASE_URL})"
+            )
+        if schema is not None and not _SCHEMA.match(schema):
+            raise ValueError(f"schema {schema!r} must be a lower-case SQL identifier")
+        self._url = url
+        self._secrets = _secrets(url)
+        self.schema = schema
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self._pool: Any = None
+
+    @property
+    def where(self) -> str:
+        where = redact_url(self._url)
+        return f"{where} (schema {self.schema})" if self.schema else where
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    # ------------------------------------------------------------------ open / close
+
+    async def _open(self) -> None:
+        settings = {"application_name": "brace"}
+        if self.schema:
+            settings["search_path"] = self.schema
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._url,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.connect_timeout,
+                command_timeout=self.command_timeout,
+                server_settings=settings,
+            )
+            await self._migrate()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._close()
+            detail = self._redact(f"{type(exc).__name__}: {exc}")
+            raise ConfigError(
+                f"telemetry.database: cannot open the PostgreSQL request log at {self.where}: "
+                f"{detail}"
+            ) from None
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _migrate(self) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            if self.schema:
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS brace_migrations "
+                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            applied = [r["name"] for r in await conn.fetch("SELECT name FROM brace_migrations")]
+            for migration in check_applied(applied, self.migrations, self.where):
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO brace_migrations (name, applied_at) VALUES ($1, $2)",
+                    migration.name,
+                    time.time(),
+                )
+
+    async def _close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), 10)
+        except TimeoutError:
+            pool.terminate()
+
+    # ------------------------------------------------------------------ primitives
+
+    async def _write(self, records: list[RequestRecord]) -> int:
+        fresh = unique_records(records)
+        capture = self.capture_content
+        async with self._pool.acquire() as conn, conn.transaction():
+            existing = {
+                r["request_id"]
+                for r in await conn.fetch(
+                    "SELECT request_id FROM requests WHERE request_id = ANY($1::text[])",
+                    [r.request_id for r in fresh],
+                )
+            }
+            if existing:
+                fresh = [r for r in fresh if r.request_id not in existing]
+            if fresh:
+                await conn.executemany(
+                    _INSERT_REQUEST, [request_row(r, capture_content=capture) for r in fresh]
+                )
+            attempts = [row for r in fresh for row in attempt_rows(r)]
+            if attempts:
+                await conn.executemany(_INSERT_ATTEMPT, attempts)
+        return len(records) - len(fresh)
+
+    async def _delete(self, request_ids: list[str]) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM attempts WHERE request_id = ANY($1::text[])", request_ids
+            )
+            status: str = await conn.execute(
+                "DELETE FROM requests WHERE request_id = ANY($1::text[])", request_ids
+            )
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        if self._pool is None:
+            raise RuntimeError("the store is not started")
+        rows = await self._pool.fetch(_numbered(sql), *params)
+        return [dict(r) for r in rows]
+
+    def _floor_div(self, expr: str, seconds: int) -> str:
+        return f"CAST(FLOOR(({expr}) / {float(seconds)!r}) AS BIGINT)"
+
+    def _in(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
+        return f"{column} = ANY(?::text[])", [list(values)]
