@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,23 @@ __all__ = [
 
 log = logging.getLogger("brace.gateway")
 
+
+class RequestIds:
+    """Unique request ids without a syscall each: a random per-process prefix and a
+    counter (``brq-<12 hex>-<counter>``)."""
+
+    __slots__ = ("_next", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = "brq-" + os.urandom(6).hex() + "-"
+        self._next = itertools.count(1).__next__
+
+    def new(self) -> str:
+        return f"{self._prefix}{self._next():x}"
+
+
+REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+
 _JSON = "application/json"
 _SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -48,7 +66,8 @@ def request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id")
     if given and len(given) <= 128 and given.isprintable():
         return given
-    return os.urandom(12).hex()
+    ids: RequestIds | None = request.app.get(REQUEST_IDS)
+    return ids.new() if ids is not None else os.urandom(12).hex()
 
 
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:

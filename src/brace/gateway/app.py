@@ -19,6 +19,7 @@ from aiohttp import web
 from ..config import BraceConfig
 from ..engine import Engine
 from ..telemetry.hub import Telemetry
+from ._http import REQUEST_IDS, RequestIds
 from .routes import admin, chat, embeddings, logs, metrics, models, ui
 
 __all__ = ["Gateway"]
@@ -44,6 +45,7 @@ class Gateway:
         # The body limit is enforced by routes (413, OpenAI-shaped); aiohttp's own
         # check stays one byte above as a backstop.
         app = web.Application(client_max_size=self.config.server.max_body_bytes + 1)
+        app[REQUEST_IDS] = RequestIds()
         chat.setup(app, self)
         embeddings.setup(app, self)
         models.setup(app, self)

@@ -15,6 +15,7 @@ from what the layers below left in ``request.meta`` and emits it as
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,6 +67,8 @@ class ObservePolicy:
         self._providers = providers
         self._capture = capture_content
         self._wall = wall
+        # W3C ids must be random, not secret: a PRNG seeded from the OS (no syscall per id)
+        self._rand = random.Random(os.urandom(16))
 
     def wrap(self, inner: Handler) -> Handler:
         clock = self._clock
@@ -128,7 +131,8 @@ class ObservePolicy:
         meta = req.meta
         duration = self._clock.now() - start
         trace = parse_traceparent(meta.get("traceparent"))
-        trace_id, parent = trace if trace else (os.urandom(16).hex(), None)
+        rand = self._rand.getrandbits
+        trace_id, parent = trace if trace else (f"{rand(128):032x}", None)
         attempts = [
             AttemptRecord(
                 deployment=a.deployment,
@@ -148,7 +152,7 @@ class ObservePolicy:
         record = RequestRecord(
             request_id=req.request_id,
             trace_id=trace_id,
-            span_id=os.urandom(8).hex(),
+            span_id=f"{rand(64) or 1:016x}",
             parent_span_id=parent,
             operation=req.operation,
             model=req.model,
