@@ -29,8 +29,8 @@ chromium:
 
 ## Install the dev extras and run the whole test suite: ruff, mypy, pytest.
 test: $(VENV)/.dev chromium
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

@@ -209,7 +209,7 @@ class AdmissionPolicy:
                 return result
         finally:
             meta.pop("on_admit", None)
-            if not w.go.done():
+            if not w.go.done() or w.go.cancelled():  # still queued (or timed out there)
                 self._remove(w)
             if w.outcome is not None and not w.outcome.done():
                 w.outcome.set_result(True)

@@ -249,7 +249,10 @@ class PacingPolicy:
             pacer.succeeded()
             info = pacer.learn(result.upstream)
             if info is not None and info.requests_remaining == 0 and info.requests_reset:
-                await pacer.backend.block(pacer.key, info.requests_reset)
+                # empty: one more request is free once one has refilled (60/limit s), not
+                # once the whole bucket has (what the reset header measures)
+                one = 60.0 / info.requests_limit if info.requests_limit else info.requests_reset
+                await pacer.backend.block(pacer.key, min(info.requests_reset, one))
             if isinstance(result, StreamResponse):
                 return StreamResponse(
                     result.chunks,
