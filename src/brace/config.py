@@ -37,6 +37,8 @@ __all__ = [
     "UNAVAILABLE",
     "BraceConfig",
     "BreakerConfig",
+    "CacheConfig",
+    "CacheOverride",
     "CapacityConfig",
     "Deployment",
     "FallbackRule",
@@ -180,6 +182,45 @@ class CapacityConfig(_Frozen):
     fallback groups that have capacity now before queueing."""
 
 
+class CacheConfig(_Frozen):
+    """``cache:`` in ``brace.yaml`` (defaults for every group, and the backend)."""
+
+    enabled: bool = False
+    mode: Literal["opt_out", "opt_in"] = "opt_out"
+    """``opt_out``: every cacheable request is cached unless it says ``no-cache`` /
+    ``no-store``.  ``opt_in``: only requests with ``x-brace-cache: use``."""
+    ttl: float = Field(default=3600.0, gt=0)
+    """Seconds an entry lives."""
+    max_entry_kb: int = Field(default=256, gt=0)
+    """Larger answers (the JSON body, or a stream's assembled text) are not stored."""
+    shared: bool = False
+    """``false``: entries are per tenant (the caller's key hash). ``true``: every key
+    shares them (only for groups whose answers are not private)."""
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    """``redis`` uses ``server.redis_url`` (shared by every gateway)."""
+    path: str = "brace-cache.db"
+    """SQLite: the cache file."""
+    max_size_mb: int = Field(default=256, gt=0)
+    """SQLite: bound of the stored bytes; least recently used entries go first."""
+
+    def merged(self, override: CacheOverride | None) -> CacheConfig:
+        """This config with a group's ``cache:`` overrides applied."""
+        if override is None:
+            return self
+        changes = {k: v for k, v in override.model_dump().items() if v is not None}
+        return self.model_copy(update=changes)
+
+
+class CacheOverride(_Frozen):
+    """``models.<group>.cache:``: per-group overrides of :class:`CacheConfig`."""
+
+    enabled: bool | None = None
+    mode: Literal["opt_out", "opt_in"] | None = None
+    ttl: float | None = Field(default=None, gt=0)
+    max_entry_kb: int | None = Field(default=None, gt=0)
+    shared: bool | None = None
+
+
 class HedgeConfig(_Frozen):
     """Opt-in: after a delay, send a second attempt to another deployment; first answer wins."""
 
@@ -296,6 +337,8 @@ class ModelGroup(_Frozen):
     A caller may ask for less with the ``x-brace-timeout`` header (seconds)."""
     retry: RetryConfig = Field(default_factory=RetryConfig)
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
+    cache: CacheOverride | None = None
+    """Overrides of the top-level ``cache:`` for this group."""
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     hedge: HedgeConfig = Field(default_factory=HedgeConfig)
     fallbacks: list[FallbackRule] = Field(default_factory=list)
@@ -349,6 +392,7 @@ class BraceConfig(_Frozen):
 
     server: ServerConfig = Field(default_factory=ServerConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     models: dict[str, ModelGroup] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ in this order — **the first policy sees the request first**::
     observe       times the request; at its end emits one RequestEnded record (telemetry)
     (extra policies given to the Engine, outermost first)
     deadline      sets the request's one deadline (group ``deadline``, or less if asked)
+    cache         opt-in per group: an exact-match hit answers at once (JSON or replayed stream)
     admission     bounded priority queue, fair between tenants, honest 429s when full/late
     fallback      on a matching error class, try the next group's core (bounded hops);
                   with no capacity now, spill to a rate-limit fallback group that has some
@@ -35,6 +36,7 @@ import aiohttp
 from .clock import Clock, SystemClock
 from .config import BraceConfig
 from .errors import ModelNotFound
+from .cache import CacheBackend, CachePolicy, make_backend
 from .events import EventBus
 from .policies.admission import AdmissionPolicy
 from .policies.attempt import AttemptPolicy
@@ -81,6 +83,8 @@ class Engine:
         self._pacers: dict[str, Pacer] = {}
         self._admissions: dict[str, AdmissionPolicy] = {}
         self.limiter: LimiterBackend | None = None
+        self._cache_backend: CacheBackend | None = None
+        self._caches: list[CachePolicy] = []
 
     async def start(self) -> None:
         """Create the HTTP pool and build every group's stack (idempotent)."""
@@ -99,6 +103,14 @@ class Engine:
             self._cores[name] = self._build_core(name, self._session)
         providers = {d.id: d.provider for g in self.config.models.values() for d in g.deployments}
         self.pricing = Pricing(self.config)
+        cache_cfgs = {n: self.config.cache.merged(g.cache) for n, g in self.config.models.items()}
+        if any(c.enabled for c in cache_cfgs.values()):
+            self._cache_backend = make_backend(
+                self.config.cache,
+                redis_url=server.redis_url.get_secret_value() if server.redis_url else None,
+                namespace=server.instance_namespace,
+            )
+            await self._cache_backend.start()
         observe = ObservePolicy(
             clock=self.clock,
             events=self.events,
@@ -118,6 +130,13 @@ class Engine:
                 observe,
                 *self._policies,
                 DeadlinePolicy(group.deadline, clock=self.clock),
+            ]
+            if cache_cfgs[name].enabled:
+                assert self._cache_backend is not None
+                cache = CachePolicy(cache_cfgs[name], self._cache_backend, price=self._cache_price)
+                self._caches.append(cache)
+                layers.append(cache)
+            layers += [
                 admission,
                 FallbackPolicy(
                     name,
@@ -191,6 +210,10 @@ class Engine:
             )
         return build_stack(balancer, core)
 
+    def _cache_price(self, deployment: str | None, model: str | None) -> tuple[float, float] | None:
+        p = self.pricing.price(deployment, model) if deployment else None
+        return (p.input, p.output) if p else None
+
     def _released(self) -> None:
         for admission in self._admissions.values():
             admission.released()
@@ -250,6 +273,12 @@ class Engine:
         return {name: a.snapshot() for name, a in self._admissions.items()}
 
     async def aclose(self) -> None:
+        for cache in self._caches:
+            await cache.flush()
+        self._caches.clear()
+        if self._cache_backend is not None:
+            await self._cache_backend.aclose()
+            self._cache_backend = None
         self._stacks.clear()
         self._cores.clear()
         self._balancers.clear()

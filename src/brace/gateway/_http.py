@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from ..cache import cache_hints
 from ..errors import BadRequest, BraceError, PayloadTooLarge
 from ..policies.admission import PRIORITIES
 from ..stack import Request, Response, StreamResponse
@@ -145,6 +146,8 @@ async def dispatch(request: web.Request, gateway: Gateway, req: Request) -> web.
                     param="x-brace-priority",
                 )
             req.meta["priority"] = priority
+        if "x-brace-cache" in request.headers or "x-brace-cache-max-age" in request.headers:
+            req.meta.update(cache_hints(request.headers))
         auth = request.headers.get("Authorization")
         if auth:
             # tenants take turns in the admission queue; the token itself is never kept

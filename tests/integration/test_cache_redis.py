@@ -1,0 +1,186 @@
+"""RedisCache against real Redis: the machine's shared server (a uuid namespace per
+test, its lifecycle never touched) and a private ``redis-server`` we stop to prove
+that an unreachable Redis is a miss, logged once, never an error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from brace.cache import CacheConfig, CachedAnswer, CachePolicy, RedisCache, make_backend
+from brace.errors import ConfigError
+from brace.stack import Request, Response, build_stack
+from brace.testing import ScriptedProvider, ok_response
+
+SHARED_URL = "redis://127.0.0.1:6379/0"
+PASSWORD = "cache-s3cret"
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+
+ANSWER = CachedAnswer(b'{"id":"x","choices":[]}', {"prompt_tokens": 3}, 1_700_000_000.0, "dep", "m")
+
+
+def _shared_redis_up() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), 0.2):
+        return True
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    if not _shared_redis_up():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    ns = f"brace-test-{uuid.uuid4().hex}"
+    yield ns
+    client = aioredis.Redis.from_url(SHARED_URL)
+    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=100)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+class PrivateRedis:
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+        self._dir = workdir
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            "redis-server",
+            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--requirepass", PASSWORD, "--dir", str(self._dir)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                await asyncio.sleep(0.01)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+        self._proc = None
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    server = PrivateRedis(_free_port(), tmp_path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_round_trip_with_expiry(namespace: str) -> None:
+    cache = RedisCache(SHARED_URL, namespace)
+    assert await cache.get("k") is None
+    await cache.set("k", ANSWER, 30.5)
+    assert await cache.get("k") == ANSWER
+    client = aioredis.Redis.from_url(SHARED_URL)
+    ttl = await client.ttl(f"{namespace}:cache:k")
+    assert 0 < ttl <= 31
+    await client.set(f"{namespace}:cache:garbage", b"not an answer")
+    await client.aclose()
+    assert await cache.get("garbage") is None
+    other = RedisCache(SHARED_URL, namespace + "-other")
+    assert await other.get("k") is None
+    await cache.aclose()
+    await other.aclose()
+
+
+async def test_two_gateways_share_entries(namespace: str) -> None:
+    provider = ScriptedProvider([lambda req: ok_response("shared answer")])
+    outcomes = []
+    for _ in range(2):  # two gateways: own policy, own backend, same Redis namespace
+        backend = make_backend(
+            CacheConfig(backend="redis"), redis_url=SHARED_URL, namespace=namespace
+        )
+        policy = CachePolicy(CacheConfig(enabled=True, backend="redis"), backend)
+        req = Request(
+            "chat", "chat", {"model": "chat", "messages": [{"role": "user", "content": "q"}]}
+        )
+        result = await build_stack(provider, [policy])(req)
+        assert isinstance(result, Response)
+        await policy.flush()
+        await backend.aclose()
+        outcomes.append(req.meta["cache"])
+    assert outcomes == ["miss", "hit"] and len(provider.calls) == 1
+
+
+async def test_unreachable_redis_is_a_miss_logged_once(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="brace.cache")
+    cache = RedisCache(private_redis.url, "ns", op_timeout=0.2)
+    await cache.set("k", ANSWER, 60)
+    assert await cache.get("k") == ANSWER
+
+    await private_redis.stop()
+    started = time.monotonic()
+    for _ in range(5):
+        assert await cache.get("k") is None
+        await cache.set("k2", ANSWER, 60)  # lost, quietly
+    assert time.monotonic() - started < 3
+    assert cache.failures == 10
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()
+    assert PASSWORD not in caplog.text
+
+    await private_redis.start()  # an empty Redis (no persistence): back, but a miss
+    assert await cache.get("k") is None
+    await cache.set("k", ANSWER, 60)
+    assert await cache.get("k") == ANSWER
+    assert any("is back" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+    await cache.aclose()
+
+
+async def test_policy_keeps_answering_while_redis_is_down(private_redis: PrivateRedis) -> None:
+    await private_redis.stop()
+    provider = ScriptedProvider([lambda req: ok_response("fresh")])
+    backend = RedisCache(private_redis.url, "ns", op_timeout=0.2)
+    policy = CachePolicy(CacheConfig(enabled=True), backend)
+    handler = build_stack(provider, [policy])
+    for _ in range(2):
+        req = Request(
+            "chat", "chat", {"model": "chat", "messages": [{"role": "user", "content": "q"}]}
+        )
+        result = await handler(req)
+        assert isinstance(result, Response) and req.meta["cache"] == "miss"
+    await policy.flush()
+    await backend.aclose()
+    assert len(provider.calls) == 2
+
+
+def test_invalid_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        RedisCache("http://:pw@host/0")
+    assert "pw" not in str(info.value)
