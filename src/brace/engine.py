@@ -33,10 +33,10 @@ from typing import Any
 
 import aiohttp
 
+from .cache import CacheBackend, CachePolicy, make_backend
 from .clock import Clock, SystemClock
 from .config import BraceConfig
 from .errors import ModelNotFound
-from .cache import CacheBackend, CachePolicy, make_backend
 from .events import EventBus
 from .policies.admission import AdmissionPolicy
 from .policies.attempt import AttemptPolicy
