@@ -40,6 +40,7 @@ __all__ = [
     "CacheConfig",
     "CacheOverride",
     "CapacityConfig",
+    "ContextConfig",
     "Deployment",
     "FallbackRule",
     "HedgeConfig",
@@ -221,6 +222,28 @@ class CacheOverride(_Frozen):
     shared: bool | None = None
 
 
+class ContextConfig(_Frozen):
+    """A model group's ``context:`` section: count prompts against the smallest
+    deployment ``context_window`` and reject, trim or route (docs/context.md)."""
+
+    mode: Literal["reject", "trim", "route"] = "reject"
+    """What to do with a request that cannot fit the group's smallest context window:
+    answer 400 before any upstream call, drop messages until it fits, or raise the
+    error a ``context_window_exceeded`` fallback rule takes to a larger group."""
+    strategy: Literal["drop_oldest", "middle_out"] = "drop_oldest"
+    """``trim`` only: ``drop_oldest`` drops the oldest turns first; ``middle_out`` keeps
+    the first user message and the most recent turns, dropping from the middle.
+    System messages, the last user message and the last turn are never dropped, and a
+    tool call is never separated from its results."""
+    family: Literal["auto", "openai", "anthropic", "llama", "qwen", "mistral", "other"] = "auto"
+    """Tokenizer family; ``auto`` guesses it from the deployment's model and provider."""
+    reserve_output_tokens: int = Field(default=256, ge=0)
+    """``trim`` only: room kept for the answer when the request sets no max_tokens."""
+    margin: float | None = Field(default=None, ge=0, lt=0.9)
+    """Share by which an estimated count may be off (``None``: the family's measured
+    95th percentile, see docs/context.md; exact counts use 0)."""
+
+
 class HedgeConfig(_Frozen):
     """Opt-in: after a delay, send a second attempt to another deployment; first answer wins."""
 
@@ -339,6 +362,8 @@ class ModelGroup(_Frozen):
     capacity: CapacityConfig = Field(default_factory=CapacityConfig)
     cache: CacheOverride | None = None
     """Overrides of the top-level ``cache:`` for this group."""
+    context: ContextConfig | None = None
+    """Context-window handling (needs ``context_window`` on a deployment)."""
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     hedge: HedgeConfig = Field(default_factory=HedgeConfig)
     fallbacks: list[FallbackRule] = Field(default_factory=list)

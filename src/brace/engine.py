@@ -12,6 +12,8 @@ in this order — **the first policy sees the request first**::
     fallback      on a matching error class, try the next group's core (bounded hops);
                   with no capacity now, spill to a rate-limit fallback group that has some
     ── core of the group (what a fallback from another group calls) ──
+    context       opt-in: count the prompt against the group's smallest context window:
+                  reject / trim / route (a context_window_exceeded fallback takes it)
     retry         backoff + jitter, retry-after, per-deployment retry budget
     hedge         only with ``hedge.enabled``: a second attempt after p95 / a fixed delay
     balance       health, retry budget, capacity now (spill-over), then power of two choices
@@ -36,6 +38,7 @@ import aiohttp
 from .cache import CacheBackend, CachePolicy, make_backend
 from .clock import Clock, SystemClock
 from .config import BraceConfig
+from .context import ContextPolicy, Encodings
 from .errors import ModelNotFound
 from .events import EventBus
 from .policies.admission import AdmissionPolicy
@@ -83,6 +86,7 @@ class Engine:
         self._pacers: dict[str, Pacer] = {}
         self._admissions: dict[str, AdmissionPolicy] = {}
         self.limiter: LimiterBackend | None = None
+        self._encodings = Encodings()
         self._cache_backend: CacheBackend | None = None
         self._caches: list[CachePolicy] = []
 
@@ -187,7 +191,18 @@ class Engine:
         )
         self._balancers[name] = balancer
         self._budgets[name] = budget
-        core: list[Policy] = [
+        core: list[Policy] = []
+        if group.context is not None:
+            core.append(
+                ContextPolicy(
+                    name,
+                    group.context,
+                    group.deployments,
+                    fallbacks=group.fallbacks,
+                    encodings=self._encodings,
+                )
+            )
+        core += [
             RetryPolicy(
                 name,
                 group.retry,

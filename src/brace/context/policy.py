@@ -34,11 +34,9 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from ..config import Deployment, FallbackRule
+from ..config import ContextConfig, Deployment, FallbackRule
 from ..errors import ContextWindowExceeded
 from ..stack import Handler, Request, Response, StreamResponse
 from .tokens import (
@@ -51,32 +49,9 @@ from .tokens import (
     fixed_prompt_tokens,
     load_encoding,
 )
-from .trim import Strategy, trim
+from .trim import trim
 
 __all__ = ["ContextConfig", "ContextPolicy", "Encodings"]
-
-
-class ContextConfig(BaseModel):
-    """A model group's ``context:`` section (to move into ``config.py``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    mode: Literal["reject", "trim", "route"] = "reject"
-    """What to do with a request that cannot fit the group's smallest context window:
-    answer 400 before any upstream call, drop messages until it fits, or raise the
-    error a ``context_window_exceeded`` fallback rule takes to a larger group."""
-    strategy: Strategy = "drop_oldest"
-    """``trim`` only: ``drop_oldest`` drops the oldest turns first; ``middle_out`` keeps
-    the first user message and the most recent turns, dropping from the middle.
-    System messages, the last user message and the last turn are never dropped, and a
-    tool call is never separated from its results."""
-    family: Literal["auto", "openai", "anthropic", "llama", "qwen", "mistral", "other"] = "auto"
-    """Tokenizer family; ``auto`` guesses it from the deployment's model and provider."""
-    reserve_output_tokens: int = Field(default=256, ge=0)
-    """``trim`` only: room kept for the answer when the request sets no max_tokens."""
-    margin: float | None = Field(default=None, ge=0, lt=0.9)
-    """Share by which an estimated count may be off (``None``: the family's measured
-    95th percentile, see docs/context.md; exact counts use 0)."""
 
 
 class Encodings:

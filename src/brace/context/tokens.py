@@ -209,7 +209,8 @@ class Calibration:
     """Tokens per unit of each of :data:`FEATURES`."""
     error: float
     """Measured bound: on the corpus, ``|estimate - reference| <= error·reference``
-    for every text of 20 reference tokens or more (``other``: under-estimates only)."""
+    for every text of 20 reference tokens or more, within 8 tokens below that
+    (``other``: under-estimates only)."""
     p95: float
     """95th percentile of the relative error on the corpus: the default margin kept
     when a decision rests on an estimate."""

@@ -70,9 +70,14 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
 
 def request_tokens(req: Request, default_max_tokens: int) -> int:
     """Prompt estimate (cached in ``meta["prompt_tokens_est"]``) + requested completion."""
-    prompt = req.meta.get("prompt_tokens_est")
-    if prompt is None:
-        prompt = req.meta["prompt_tokens_est"] = estimate_prompt_tokens(req.body)
+    meta = req.meta
+    prompt = meta.get("prompt_tokens")  # the context policy's count, when it ran
+    if prompt is not None:
+        meta["prompt_tokens_est"] = prompt
+    else:
+        prompt = meta.get("prompt_tokens_est")
+        if prompt is None:
+            prompt = meta["prompt_tokens_est"] = estimate_prompt_tokens(req.body)
     return int(prompt) + _requested_completion(req.body, default_max_tokens)
 
 
