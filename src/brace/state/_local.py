@@ -142,6 +142,17 @@ class LocalLimiter:
         cell = self._cell(key, now)
         cell.t = max(cell.t, now) + token_delta * ti
 
+    def drain_now(self, key: str, limits: Limits) -> None:
+        """Start ``key`` with an empty bucket: no burst, the next reservation waits one
+        emission interval (used when an instance falls back to its local share)."""
+        now = self._clock.now()
+        _, rtau, _, ttau = _gcra.intervals(limits.rpm, limits.tpm, limits.burst_seconds)
+        cell = self._cell(key, now)
+        if limits.rpm:
+            cell.r = max(cell.r, now + rtau)
+        if limits.tpm:
+            cell.t = max(cell.t, now + ttau)
+
     def block_now(self, key: str, seconds: float) -> None:
         if not seconds > 0:
             return

@@ -115,6 +115,8 @@ class RedisLimiter:
         self._closed = False
         self.live_instances = 1
         self.degraded_calls = 0
+        self._degraded_keys: dict[str, float] = {}
+        """Keys paced locally during this outage, with their burst window."""
         self.degraded_since: float | None = None
         self.last_error: str | None = None
 
@@ -164,6 +166,13 @@ class RedisLimiter:
                     keys=[self._instances_key], args=[self.instance_id, stale_after, ttl_ms]
                 )
             self.live_instances = max(1, int(live))
+            if not self._healthy:
+                # A restarted Redis has forgotten every reservation: its buckets would
+                # start full while the upstream's may be empty.  Hold each key paced
+                # locally for one burst window, on every instance, before sharing again.
+                for key, burst in list(self._degraded_keys.items()):
+                    async with self._clock.timeout(self._op_timeout):
+                        await self._block(keys=[self.limiter_key(key)], args=[repr(float(burst))])
         except Exception as exc:  # any failure, even an unexpected answer, must not kill the beat
             self._mark_down(exc)
             return
@@ -191,6 +200,7 @@ class RedisLimiter:
                 self.degraded_calls,
             )
             self._local.clear()
+            self._degraded_keys.clear()
             self.degraded_since = None
         self._healthy = True
 
@@ -229,16 +239,19 @@ class RedisLimiter:
                 return Reservation(granted=True, wait=float(wait), tokens=tokens, source="shared")
             return Reservation(granted=False, wait=float(wait), source="shared")
 
-        return await self._call(
-            op,
-            lambda: self._local.reserve_now(
-                key,
-                limits.divided(self.live_instances),
-                tokens,
-                max_wait=max_wait,
-                source="degraded",
-            ),
-        )
+        return await self._call(op, lambda: self._degraded_reserve(key, limits, tokens, max_wait))
+
+    def _degraded_reserve(
+        self, key: str, limits: Limits, tokens: int, max_wait: float
+    ) -> Reservation:
+        share = limits.divided(self.live_instances)
+        if key not in self._degraded_keys:
+            # The shared bucket may have just been spent by every instance: start this
+            # instance's share empty (no burst) rather than full, so that the switch to
+            # local pacing does not add up to a burst the upstream refuses.
+            self._degraded_keys[key] = share.burst_seconds
+            self._local.drain_now(key, share)
+        return self._local.reserve_now(key, share, tokens, max_wait=max_wait, source="degraded")
 
     async def peek(self, key: str, limits: Limits, tokens: int = 0) -> float:
         _gcra.check_wait(0.0, tokens)
