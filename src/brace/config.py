@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -85,20 +85,6 @@ class Timeouts(_Frozen):
     total: float = Field(default=300.0, gt=0)
 
 
-ERROR_CLASSES = (
-    "rate_limited",
-    "overloaded",
-    "server_error",
-    "timeout",
-    "connection_error",
-    "malformed_response",
-    "circuit_open",
-    "context_window_exceeded",
-    "content_filtered",
-    "authentication",
-    "bad_request",
-    "not_found",
-)
 UNAVAILABLE = (
     "rate_limited",
     "overloaded",
@@ -125,6 +111,8 @@ ErrorClassName = Literal[
     "not_found",
     "unavailable",
 ]
+ERROR_CLASSES: tuple[str, ...] = tuple(c for c in get_args(ErrorClassName) if c != "unavailable")
+"""Every class of upstream outcome a fallback rule can name (``unavailable`` is an alias)."""
 
 
 class RetryConfig(_Frozen):
