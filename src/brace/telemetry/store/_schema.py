@@ -110,6 +110,59 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        "0003_keys",
+        (
+            # Virtual API keys: only a SHA-256 of the key is stored, never the key.
+            """CREATE TABLE api_keys (
+                id TEXT PRIMARY KEY,
+                key_hash TEXT NOT NULL UNIQUE,
+                prefix TEXT NOT NULL,
+                name TEXT NOT NULL,
+                team TEXT,
+                models TEXT,
+                rpm BIGINT,
+                tpm BIGINT,
+                priority TEXT,
+                budgets TEXT,
+                metadata TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION,
+                revoked_at DOUBLE PRECISION
+            )""",
+            "CREATE INDEX api_keys_team ON api_keys (team)",
+            """CREATE TABLE teams (
+                team TEXT PRIMARY KEY,
+                budgets TEXT,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            # One row: bumped by every change to keys or teams; instances poll it.
+            "CREATE TABLE key_changes (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+            "INSERT INTO key_changes (id, version) VALUES (1, 0)",
+            # Gateways sharing the database, and the key version each has loaded.
+            """CREATE TABLE instances (
+                instance_id TEXT PRIMARY KEY,
+                seen_version BIGINT NOT NULL,
+                heartbeat_at DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        "0004_spend",
+        (
+            # Settled spend per budget scope ("key:<id>", "team:<name>") and period
+            # ("total", "day:2026-11-26", "month:2026-11"), summed over instances.
+            """CREATE TABLE spend (
+                scope TEXT NOT NULL,
+                period TEXT NOT NULL,
+                spent_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+                requests BIGINT NOT NULL DEFAULT 0,
+                updated_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (scope, period)
+            )""",
+        ),
+    ),
 )
 """Every migration this Brace knows, in the order they apply.  Append only: never
 edit or reorder a released migration; add ``0003_...``."""
