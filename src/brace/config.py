@@ -44,6 +44,7 @@ __all__ = [
     "Deployment",
     "FallbackRule",
     "HedgeConfig",
+    "KeysConfig",
     "ModelGroup",
     "Prices",
     "RetryConfig",
@@ -375,8 +376,40 @@ class ServerConfig(_Frozen):
     instance_namespace: str = "brace"
     """Prefix of the Redis keys: gateways sharing limits must use the same one."""
     admin_key: SecretStr | None = None
-    """Bearer key for the admin API (an environment reference).  Without it the admin
-    API answers only when the gateway listens on a loopback address."""
+    """The master key (an environment reference; ``$BRACE_ADMIN_KEY`` when the file does
+    not set it): Bearer key of the admin API, which manages virtual keys.  Without it
+    the admin API answers only when the gateway listens on a loopback address."""
+    allow_unauthenticated: bool = False
+    """Local mode (no master key, no virtual key) on a non-loopback address serves
+    anyone who can reach it: refused at start-up unless this is ``true``
+    (``brace serve --allow-unauthenticated``)."""
+
+
+class KeysConfig(_Frozen):
+    """Virtual API keys and budgets (``docs/keys.md``)."""
+
+    database: str | None = None
+    """Where keys, team budgets and spend live: a SQLite path or a PostgreSQL URL.
+    Default: ``telemetry.database`` (``brace.db``)."""
+    refresh_seconds: float = Field(default=0.25, gt=0, le=60)
+    """How often each gateway checks the database for key changes made elsewhere."""
+    propagation_timeout: float = Field(default=2.0, ge=0, le=60)
+    """An admin change answers once every live gateway has loaded it, or after this."""
+    spend_sync_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often settled spend is written to the database (and, without Redis, how
+    often the other gateways' spend is read back)."""
+    alert_webhook: str | None = None
+    """Soft budgets: also POST each alert as JSON here (the log line and the metric
+    are always on)."""
+    alert_at: list[float] = Field(default_factory=lambda: [0.8, 1.0])
+    """Fractions of a soft budget at which an alert fires (once per period)."""
+
+    @field_validator("alert_at")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < x <= 10 for x in v):
+            raise ValueError("alert_at: fractions of the budget, each in (0, 10]")
+        return sorted(set(v))
 
 
 class TelemetryConfig(_Frozen):
@@ -406,7 +439,13 @@ class BraceConfig(_Frozen):
     server: ServerConfig = Field(default_factory=ServerConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
     models: dict[str, ModelGroup] = Field(min_length=1)
+
+    @property
+    def keys_database(self) -> str:
+        """The database of keys and spend: ``keys.database``, else ``telemetry.database``."""
+        return self.keys.database or self.telemetry.database
 
     @model_validator(mode="after")
     def _unique_deployment_ids(self) -> BraceConfig:
@@ -505,7 +544,13 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level with a 'models' key")
     _check_inline_secrets(raw, source)
-    resolved = _resolve_env(raw, "", os.environ if env is None else env, source)
+    env = os.environ if env is None else env
+    resolved = _resolve_env(raw, "", env, source)
+    master = env.get("BRACE_ADMIN_KEY")
+    if master:
+        server = resolved.setdefault("server", {})
+        if isinstance(server, dict) and server.get("admin_key") is None:
+            server["admin_key"] = master
     try:
         return BraceConfig.model_validate(resolved)
     except ValidationError as exc:

@@ -8,6 +8,7 @@ in this order — **the first policy sees the request first**::
     (extra policies given to the Engine, outermost first)
     deadline      sets the request's one deadline (group ``deadline``, or less if asked)
     cache         opt-in per group: an exact-match hit answers at once (JSON or replayed stream)
+    (guards given to the Engine: the gateway's key rate limits, then budgets)
     admission     bounded priority queue, fair between tenants, honest 429s when full/late
     fallback      on a matching error class, try the next group's core (bounded hops);
                   with no capacity now, spill to a rate-limit fallback group that has some
@@ -70,6 +71,7 @@ class Engine:
         rng: random.Random | None = None,
         events: EventBus | None = None,
         policies: Sequence[Policy] = (),
+        guards: Sequence[Policy] = (),
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.config = config
@@ -77,6 +79,7 @@ class Engine:
         self.rng = rng if rng is not None else random.Random()
         self.events = events if events is not None else EventBus()
         self._policies = tuple(policies)
+        self._guards = tuple(guards)
         self._session = session
         self._owns_session = session is None
         self._stacks: dict[str, Handler] = {}
@@ -141,6 +144,7 @@ class Engine:
                 self._caches.append(cache)
                 layers.append(cache)
             layers += [
+                *self._guards,
                 admission,
                 FallbackPolicy(
                     name,

@@ -15,7 +15,13 @@ from runtime failures; vendor errors are mapped at the provider boundary
     ├── RequestError                 the caller sent something Brace will not forward (4xx)
     │   ├── BadRequest               400 unparseable body, missing/invalid field
     │   ├── PayloadTooLarge          413 body over ``server.max_body_bytes``
-    │   └── ModelNotFound            404 the model name is not a configured model group
+    │   ├── ModelNotFound            404 the model name is not a configured model group
+    │   ├── AuthenticationFailed     401 no API key, an unknown, expired or revoked one
+    │   └── PermissionDenied         403 the key may not use this model (or the admin API)
+    ├── QuotaExceeded                the caller's own limits refused the request (429, not sent)
+    │   ├── KeyRateLimited           429 the key's RPM/TPM; ``retry-after`` when it frees up
+    │   └── BudgetExceeded           429 a hard budget of the key or its team is spent; says which,
+    │                                and when it resets (``x-should-retry: false``)
     └── UpstreamFailure              an attempt at a deployment failed (runtime)
         ├── RateLimited              429 the upstream (or Brace's own pacing) refused; ``retry_after``
         ├── Overloaded               503 the upstream said 503/529 "overloaded"
@@ -42,6 +48,7 @@ policies decide on and what telemetry records on every attempt.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -49,18 +56,23 @@ import orjson
 
 __all__ = [
     "AttemptsExhausted",
+    "AuthenticationFailed",
     "BadRequest",
     "BraceError",
+    "BudgetExceeded",
     "CircuitOpen",
     "ConfigError",
     "ContentFiltered",
     "ContextWindowExceeded",
     "DeadlineExceeded",
+    "KeyRateLimited",
     "MalformedResponse",
     "ModelNotFound",
     "NoCapacity",
     "Overloaded",
     "PayloadTooLarge",
+    "PermissionDenied",
+    "QuotaExceeded",
     "RateLimited",
     "RequestError",
     "RetryBudgetExhausted",
@@ -174,6 +186,60 @@ class ModelNotFound(RequestError):
     status = 404
     code = "model_not_found"
     error_class = "not_found"
+
+
+class AuthenticationFailed(RequestError):
+    """No usable API key: missing, unknown, expired or revoked (``code`` says which)."""
+
+    status = 401
+    code = "invalid_api_key"
+    error_class = "authentication"
+
+
+class PermissionDenied(RequestError):
+    """The key is valid but may not do this (a model outside its scope)."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+    error_class = "permission_denied"
+
+
+# ----------------------------------------------------------------------------- the caller's limits
+
+
+class QuotaExceeded(BraceError):
+    """The caller's own limits (its key's rate or budget) refused the request before
+    anything was sent upstream."""
+
+    status = 429
+    type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, math.ceil(self.retry_after)))}
+
+
+class KeyRateLimited(QuotaExceeded):
+    code = "key_rate_limited"
+    error_class = "key_rate_limited"
+
+
+class BudgetExceeded(QuotaExceeded):
+    """A hard budget is spent: retrying before it resets cannot succeed."""
+
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+    error_class = "budget_exceeded"
+
+    def headers(self) -> dict[str, str]:
+        # the openai SDKs honour x-should-retry: a spent budget is not a transient 429
+        return {**super().headers(), "x-should-retry": "false"}
 
 
 # ----------------------------------------------------------------------------- runtime failures

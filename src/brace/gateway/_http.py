@@ -17,7 +17,8 @@ import orjson
 from aiohttp import web
 
 from ..cache import cache_hints
-from ..errors import BadRequest, BraceError, PayloadTooLarge
+from ..errors import BadRequest, BraceError, PayloadTooLarge, PermissionDenied
+from ..keys import MASTER, VirtualKey
 from ..policies.admission import PRIORITIES
 from ..stack import Request, Response, StreamResponse
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 __all__ = [
+    "LOOPBACK",
+    "Caller",
+    "authenticate",
     "brace_headers",
     "dispatch",
     "error_response",
@@ -35,6 +39,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("brace.gateway")
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+"""Addresses only this machine can reach."""
 
 
 class RequestIds:
@@ -129,7 +136,43 @@ def _timeout_hint(request: web.Request) -> float | None:
     return value
 
 
-async def dispatch(request: web.Request, gateway: Gateway, req: Request) -> web.StreamResponse:
+Caller = VirtualKey | object | None
+"""A virtual key, :data:`~brace.keys.MASTER`, or ``None`` (local mode)."""
+
+
+def authenticate(gateway: Gateway, request: web.Request) -> Caller:
+    """Who is calling (raises the OpenAI-shaped 401): routes check this first."""
+    return gateway.keys.ring.authenticate(request.headers.get("Authorization"))
+
+
+def _authorize(caller: Caller, authorization: str | None, req: Request) -> None:
+    """Scope (the 403) and what the key decides for the request: tenant, priority."""
+    meta = req.meta
+    if caller is None:  # local mode
+        if authorization:
+            # tenants take turns in the admission queue; the token itself is never kept
+            meta["tenant"] = hashlib.blake2b(authorization.encode(), digest_size=8).hexdigest()
+        return
+    if caller is MASTER:
+        meta["tenant"] = "master"
+        return
+    assert isinstance(caller, VirtualKey)
+    if not caller.allows(req.model):
+        allowed = ", ".join(sorted(caller.models or ()))
+        raise PermissionDenied(
+            f"API key {caller.prefix}… ({caller.id}) may not use model {req.model!r}; "
+            f"it may use: {allowed or 'no model'}",
+            param="model",
+        )
+    meta["key"] = caller
+    meta["tenant"] = caller.id
+    if caller.priority is not None and "priority" not in meta:
+        meta["priority"] = caller.priority
+
+
+async def dispatch(
+    request: web.Request, gateway: Gateway, req: Request, caller: Caller
+) -> web.StreamResponse:
     """Run ``req`` through its group's stack and render the result or the error."""
     traceparent = request.headers.get("traceparent")
     if traceparent:
@@ -148,10 +191,7 @@ async def dispatch(request: web.Request, gateway: Gateway, req: Request) -> web.
             req.meta["priority"] = priority
         if "x-brace-cache" in request.headers or "x-brace-cache-max-age" in request.headers:
             req.meta.update(cache_hints(request.headers))
-        auth = request.headers.get("Authorization")
-        if auth:
-            # tenants take turns in the admission queue; the token itself is never kept
-            req.meta["tenant"] = hashlib.blake2b(auth.encode(), digest_size=8).hexdigest()
+        _authorize(caller, request.headers.get("Authorization"), req)
         handler = gateway.engine.handler(req.model)
         result = await handler(req)
     except BraceError as exc:

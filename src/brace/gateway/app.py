@@ -18,9 +18,11 @@ from aiohttp import web
 
 from ..config import BraceConfig
 from ..engine import Engine
+from ..errors import ConfigError
+from ..keys import Keys
 from ..telemetry.hub import Telemetry
-from ._http import REQUEST_IDS, RequestIds
-from .routes import admin, chat, embeddings, logs, metrics, models, ui
+from ._http import LOOPBACK, REQUEST_IDS, RequestIds
+from .routes import admin, chat, embeddings, keys, logs, metrics, models, ui
 
 __all__ = ["Gateway"]
 
@@ -30,7 +32,12 @@ log = logging.getLogger("brace.gateway")
 class Gateway:
     def __init__(self, config: BraceConfig, *, engine: Engine | None = None) -> None:
         self.config = config
-        self.engine = engine if engine is not None else Engine(config)
+        self.keys = Keys(config)
+        self.engine = (
+            engine
+            if engine is not None
+            else Engine(config, guards=self.keys.policies(lambda: self.engine.limiter))
+        )
         self.telemetry = Telemetry(config, self.engine)
         self.stopping = False
         self._runner: web.AppRunner | None = None
@@ -50,6 +57,7 @@ class Gateway:
         embeddings.setup(app, self)
         models.setup(app, self)
         admin.setup(app, self)
+        keys.setup(app, self)
         metrics.setup(app, self)
         logs.setup(app, self)
         ui.setup(app, self)
@@ -59,6 +67,12 @@ class Gateway:
     async def start(self, *, host: str | None = None, port: int | None = None) -> int:
         """Start the engine and listen; returns the bound port (useful with port 0)."""
         server = self.config.server
+        await self.keys.start()
+        try:
+            self._check_exposure(host if host is not None else server.host)
+        except ConfigError:
+            await self.keys.aclose()
+            raise
         await self.engine.start()
         await self.telemetry.start()
         runner = web.AppRunner(
@@ -81,6 +95,25 @@ class Gateway:
         self._sites = [site]
         return self.port
 
+    def _check_exposure(self, host: str) -> None:
+        """Local mode (no master key, no virtual key) says so loudly, and refuses a
+        non-loopback address unless ``server.allow_unauthenticated``."""
+        if self.keys.ring.auth_required:
+            return
+        if host not in LOOPBACK and not self.config.server.allow_unauthenticated:
+            raise ConfigError(
+                f"refusing to serve {host} in local mode: no master key and no virtual key "
+                "exist, so anyone who can reach this address could use every model. Set "
+                "BRACE_ADMIN_KEY (server.admin_key) and create keys with `brace keys create`, "
+                "or pass --allow-unauthenticated (server.allow_unauthenticated: true)."
+            )
+        log.warning(
+            "LOCAL MODE: no master key and no virtual key — every request is served without "
+            "authentication%s. Set BRACE_ADMIN_KEY and create keys (`brace keys create`) to "
+            "require keys.",
+            "" if host in LOOPBACK else f" on {host}, a NON-LOOPBACK address",
+        )
+
     @property
     def port(self) -> int:
         for site in self._sites:
@@ -99,6 +132,7 @@ class Gateway:
             await self._runner.cleanup()
             self._runner = None
         await self.telemetry.aclose()  # after the drain: every record is flushed
+        await self.keys.aclose()  # settled spend written
         await self.engine.aclose()
 
     async def run(

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from ...errors import RequestError
-from .._http import error_response, json_response, request_id
+from .._http import LOOPBACK, error_response, json_response, request_id
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -36,9 +36,6 @@ class _Forbidden(RequestError):
     code = "admin_disabled"
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
 def admin_guard(gateway: Gateway) -> Callable[[web.Request], web.Response | None]:
     """The check every admin route (and ``/ui``) runs first: ``None`` to proceed, or the
     OpenAI-shaped 401/403 to return."""
@@ -47,7 +44,7 @@ def admin_guard(gateway: Gateway) -> Callable[[web.Request], web.Response | None
 
     def check(request: web.Request) -> web.Response | None:
         if key is None:
-            if server.host in _LOOPBACK:
+            if server.host in LOOPBACK:
                 return None
             return error_response(
                 _Forbidden(

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...errors import BadRequest, BraceError
 from ...stack import Request
-from .._http import dispatch, error_response, read_json, request_id
+from .._http import authenticate, dispatch, error_response, read_json, request_id
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -55,11 +55,12 @@ def setup(app: web.Application, gateway: Gateway) -> None:
     async def chat_completions(request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
         try:
+            caller = authenticate(gateway, request)
             body = await read_json(request, limit)
             model, stream = check_chat_body(body)
         except BraceError as exc:
             return error_response(exc, rid)
-        return await dispatch(request, gateway, Request("chat", model, body, stream, rid))
+        return await dispatch(request, gateway, Request("chat", model, body, stream, rid), caller)
 
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/chat/completions", chat_completions)

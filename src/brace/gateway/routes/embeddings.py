@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ...errors import BadRequest, BraceError
 from ...stack import Request
-from .._http import dispatch, error_response, read_json, request_id
+from .._http import authenticate, dispatch, error_response, read_json, request_id
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -22,6 +22,7 @@ def setup(app: web.Application, gateway: Gateway) -> None:
     async def embeddings(request: web.Request) -> web.StreamResponse:
         rid = request_id(request)
         try:
+            caller = authenticate(gateway, request)
             body = await read_json(request, limit)
             model = body.get("model")
             if not isinstance(model, str) or not model:
@@ -36,7 +37,9 @@ def setup(app: web.Application, gateway: Gateway) -> None:
                 )
         except BraceError as exc:
             return error_response(exc, rid)
-        return await dispatch(request, gateway, Request("embeddings", model, body, False, rid))
+        return await dispatch(
+            request, gateway, Request("embeddings", model, body, False, rid), caller
+        )
 
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)

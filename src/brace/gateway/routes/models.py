@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import orjson
 from aiohttp import web
 
-from ...errors import BraceError, RequestError
-from .._http import error_response, json_response, request_id
+from ...errors import BraceError, ModelNotFound, RequestError
+from ...keys import VirtualKey
+from .._http import authenticate, error_response, json_response, request_id
 
 if TYPE_CHECKING:
     from ..app import Gateway
@@ -39,13 +40,28 @@ def setup(app: web.Application, gateway: Gateway) -> None:
         }
     )
 
+    def entry(name: str) -> dict[str, object]:
+        return {"id": name, "object": "model", "created": created, "owned_by": "brace"}
+
     async def models(request: web.Request) -> web.StreamResponse:
+        try:
+            caller = authenticate(gateway, request)
+        except BraceError as exc:
+            return error_response(exc, request_id(request))
+        if isinstance(caller, VirtualKey) and caller.models is not None:
+            names = [n for n in gateway.engine.model_names if caller.allows(n)]
+            return json_response(
+                orjson.dumps({"object": "list", "data": [entry(n) for n in names]})
+            )
         return json_response(listing)
 
     async def model(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         try:
+            caller = authenticate(gateway, request)
             gateway.engine.handler(name)
+            if isinstance(caller, VirtualKey) and not caller.allows(name):
+                raise ModelNotFound(f"model {name!r} is not available to this key", param="model")
         except BraceError as exc:
             return error_response(exc, request_id(request))
         return json_response(
