@@ -43,6 +43,46 @@ _INSERT_ATTEMPT = (
 )
 _MAX_VARS = 900
 """SQLite's bound-parameter limit is 999 on old builds: ``IN`` lists are chunked below it."""
+_MAX_ROWS_PER_INSERT = 500
+"""Rows per multi-row ``INSERT`` (also bounded by the connection's variable limit)."""
+
+
+class _MultiInsert:
+    """``INSERT INTO t (cols) VALUES (...), (...), ... ON CONFLICT ... DO NOTHING`` for
+    many rows in one statement.
+
+    ``executemany`` steps the statement once per row, and every step releases and
+    re-takes the GIL: under load the writer thread then waits for the event loop's
+    switch interval once per row, and each of those waits interrupts the loop.  One
+    statement per chunk of rows binds all values in C and steps once.  The SQL of each
+    chunk size is built once (the connection caches the compiled statements).
+    """
+
+    __slots__ = ("_conflict", "_head", "_marks", "_sql", "max_rows", "width")
+
+    def __init__(self, table: str, columns: tuple[str, ...], conflict: str, max_vars: int) -> None:
+        self._head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+        self._marks = "(" + ", ".join("?" * len(columns)) + ")"
+        self._conflict = f" ON CONFLICT ({conflict}) DO NOTHING"
+        self._sql: dict[int, str] = {}
+        self.width = len(columns)
+        self.max_rows = max(1, min(_MAX_ROWS_PER_INSERT, max_vars // self.width))
+
+    def sql(self, rows: int) -> str:
+        sql = self._sql.get(rows)
+        if sql is None:
+            sql = self._sql[rows] = self._head + ", ".join([self._marks] * rows) + self._conflict
+        return sql
+
+    def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert ``rows``; returns how many were inserted (conflicts are skipped)."""
+        inserted = 0
+        step = self.max_rows
+        for i in range(0, len(rows), step):
+            chunk = rows[i : i + step]
+            params = [v for row in chunk for v in row]
+            inserted += conn.execute(self.sql(len(chunk)), params).rowcount
+        return inserted
 
 
 class SQLiteStore(BaseStore):
@@ -58,6 +98,8 @@ class SQLiteStore(BaseStore):
         self._rx: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
+        self._insert_requests: _MultiInsert | None = None
+        self._insert_attempts: _MultiInsert | None = None
 
     @property
     def where(self) -> str:
@@ -109,6 +151,11 @@ class SQLiteStore(BaseStore):
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate(conn)
+        max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._insert_requests = _MultiInsert("requests", REQUEST_COLUMNS, "request_id", max_vars)
+        self._insert_attempts = _MultiInsert(
+            "attempts", ATTEMPT_COLUMNS, "request_id, seq", max_vars
+        )
         if self._memory:
             self._rconn = conn
 
@@ -161,8 +208,30 @@ class SQLiteStore(BaseStore):
 
     def _write_sync(self, records: list[RequestRecord]) -> int:
         conn = self._wconn
-        assert conn is not None
+        requests, attempts = self._insert_requests, self._insert_attempts
+        assert conn is not None and requests is not None and attempts is not None
         fresh = unique_records(records)
+        capture = self.capture_content
+        # Fast path: insert everything; a request id already stored (a caller reusing
+        # x-request-id: rare) shows as fewer rows inserted, and then the batch is
+        # rolled back and written the careful way, so that no attempt is ever stored
+        # under a request that is not the one it belongs to.
+        conn.execute("BEGIN")
+        try:
+            rows = [request_row(r, capture_content=capture) for r in fresh]
+            if requests.run(conn, rows) == len(fresh):
+                attempts.run(conn, [row for r in fresh for row in attempt_rows(r)])
+                conn.execute("COMMIT")
+                return len(records) - len(fresh)
+            conn.execute("ROLLBACK")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return self._write_checked(conn, records, fresh)
+
+    def _write_checked(
+        self, conn: sqlite3.Connection, records: list[RequestRecord], fresh: list[RequestRecord]
+    ) -> int:
         ids = [r.request_id for r in fresh]
         existing: set[str] = set()
         for i in range(0, len(ids), _MAX_VARS):
