@@ -1,6 +1,6 @@
 // Brace dashboard: a small one-page app over the gateway's admin API.
 // Plain JavaScript, no dependencies, no build step.  Charts are inline SVG drawn here.
-// Pages (hash routes): #/overview  #/deployments  #/requests[?filters]  #/requests/<id>  #/spend
+// Pages (hash routes): #/overview  #/deployments  #/requests[?filters]  #/requests/<id>  #/spend  #/keys[?team=&state=]
 "use strict";
 
 (() => {
@@ -993,6 +993,181 @@
     return svg;
   }
 
+  // ---------------------------------------------------------------- keys
+
+  // Spend and budget use per virtual key and per team (GET /admin/keys, /admin/teams).
+  // Filters (team, state) live in the URL: #/keys?team=&state=
+  const KEY_STATES = { active: "ok", expired: "warn", revoked: "bad" };
+  const PERIODS = [["day", "today", "daily"], ["month", "this month", "monthly"], ["total", "total", "total"]];
+  const isoSec = (iso) => (iso ? Date.parse(iso) / 1000 : null);
+
+  function keysPage(main, query) {
+    const f = { team: query.get("team") || "", state: query.get("state") || "" };
+    const setFilter = (k, v) => {
+      const p = new URLSearchParams();
+      for (const [name, value] of Object.entries({ ...f, [k]: v })) if (value) p.set(name, value);
+      location.hash = "#/keys" + (p.toString() ? "?" + p : "");
+    };
+    const teamSelect = h("select", { id: "k-team", name: "team", onchange: (ev) => setFilter("team", ev.target.value) });
+    const stateSelect = h("select", { id: "k-state", name: "state", onchange: (ev) => setFilter("state", ev.target.value) },
+      [["", "any"], ["active", "active"], ["expired", "expired"], ["revoked", "revoked"]].map(([v, t]) => h("option", { value: v, text: t, selected: f.state === v })));
+    let teamNames = null;
+    function setTeams(names) {
+      const all = [...new Set([...names, ...(f.team ? [f.team] : [])])].sort();
+      const sig = all.join("\u0000");
+      if (sig === teamNames) return;
+      teamNames = sig;
+      teamSelect.replaceChildren(h("option", { value: "", text: "any" }), ...all.map((t) => h("option", { value: t, text: t, selected: f.team === t })));
+    }
+    setTeams([]);
+    const body = h("div", { "aria-busy": "true" });
+    main.append(
+      h("div", { class: "page-head" }, h("h1", { text: "Keys" }),
+        h("form", { class: "controls", role: "search", "aria-label": "Filter keys", onsubmit: (ev) => ev.preventDefault() },
+          h("label", { for: "k-team", text: "Team" }), teamSelect, h("label", { for: "k-state", text: "State" }), stateSelect,
+          h("span", { class: "hint", text: "refreshes every 5 s" }))),
+      body);
+    async function refresh() {
+      const [keys, teams] = await Promise.all([load("keys"), load("teams")]);
+      const allKeys = keys.data || [];
+      const allTeams = teams.data || [];
+      setTeams([...allTeams.map((t) => t.team), ...allKeys.map((k) => k.team).filter(Boolean)]);
+      renderKeys(body, allKeys, allTeams, f);
+      body.setAttribute("aria-busy", "false");
+    }
+    return { refresh, interval: REFRESH_MS };
+  }
+
+  const usageOf = (x, period) => (x.usage || []).find((u) => u.period === period) || null;
+
+  function renderKeys(body, allKeys, allTeams, f) {
+    const keys = allKeys.filter((k) => (!f.team || k.team === f.team) && (!f.state || k.state === f.state));
+    const teams = allTeams.filter((t) => !f.team || t.team === f.team);
+    const spentIn = (period) => keys.reduce((a, k) => a + num((usageOf(k, period) || {}).spent_usd), 0);
+    const active = keys.filter((k) => k.state === "active").length;
+    const stats = h("div", { class: "stats" },
+      stat("Keys (active / listed)", fmtInt(active) + " / " + fmtInt(keys.length), "keys-count"),
+      stat("Spend today", fmtUsd(spentIn("day")), "keys-spend-day"),
+      stat("Spend this month", fmtUsd(spentIn("month")), "keys-spend-month"),
+      stat("Spend in total", fmtUsd(spentIn("total")), "keys-spend-total"));
+
+    let keysBody;
+    if (!allKeys.length) {
+      keysBody = h("div", { class: "empty-state", id: "keys-empty" },
+        h("p", null, h("strong", { text: "No keys yet: " }), "create one with ", h("code", { text: "brace keys create NAME" }), " or ",
+          h("code", { text: "POST /admin/keys" }), "."),
+        h("p", { class: "muted" }, "Until a virtual key exists this gateway runs in local mode: without ", h("code", { text: "server.admin_key" }),
+          " it serves every request without authentication, with one it accepts only the master key. Either way no spend is counted per key and no budget applies."));
+    } else if (!keys.length) {
+      keysBody = h("p", { class: "muted", id: "keys-empty", text: "No key matches these filters (" + allKeys.length + " keys in all)." });
+    } else {
+      keysBody = h("div", { class: "table-scroll" }, h("table", { class: "data keys", id: "keys-table" },
+        h("caption", { class: "sr-only", text: "Virtual keys, their spend and budget use" }),
+        h("thead", null, h("tr", null,
+          ["Key", "Team", "Prefix", "State", "Models", "RPM / TPM"].map((t) => h("th", { scope: "col", text: t })),
+          spendHeads(),
+          h("th", { scope: "col", text: "Budgets" }))),
+        h("tbody", null, keys.map(keyRow))));
+    }
+
+    const teamsBody = teams.length
+      ? h("div", { class: "table-scroll" }, h("table", { class: "data keys", id: "teams-table" },
+        h("caption", { class: "sr-only", text: "Teams, their spend and budget use" }),
+        h("thead", null, h("tr", null, h("th", { scope: "col", text: "Team" }), h("th", { scope: "col", class: "num", text: "Keys" }),
+          spendHeads(),
+          h("th", { scope: "col", text: "Budgets" }))),
+        h("tbody", null, teams.map((t) => h("tr", { dataset: { team: t.team } },
+          h("th", { scope: "row", text: t.team }),
+          h("td", { class: "num", text: fmtInt(t.keys) }),
+          spendCells(t),
+          h("td", { class: "budgets" }, budgetBars(t, "team " + t.team)))))))
+      : f.team ? h("p", { class: "muted", id: "teams-empty", text: "No team named " + f.team + "." })
+        : h("p", { class: "muted", id: "teams-empty" }, "No teams: give a key a team, or set a team's budgets with ",
+          h("code", { text: "PUT /admin/teams/{team}" }), ".");
+
+    body.replaceChildren(stats, card("Keys", keysBody), card("Teams", teamsBody));
+  }
+
+  function keyRow(k) {
+    const since = k.state === "revoked" ? "revoked " + fmtDateTime(isoSec(k.revoked_at))
+      : k.expires_at ? (k.state === "expired" ? "expired " : "expires ") + fmtDateTime(isoSec(k.expires_at)) : "";
+    const rpm = k.rpm ? fmtCompact(k.rpm) : "–";
+    const tpm = k.tpm ? fmtCompact(k.tpm) : "–";
+    return h("tr", { class: k.state === "active" ? "" : "inactive", dataset: { keyId: k.id, state: k.state } },
+      h("th", { scope: "row" }, h("div", { class: "key-name", text: k.name }), h("div", { class: "mono muted small key-id", text: k.id })),
+      h("td", { class: "key-team" }, k.team ? k.team : h("span", { class: "muted", text: "–" })),
+      h("td", { class: "mono nowrap key-prefix", text: k.prefix + "…" }),
+      h("td", null, badge(k.state, KEY_STATES[k.state] || ""), since ? h("div", { class: "muted small nowrap", text: since }) : null),
+      h("td", { class: "small key-models" }, k.models ? k.models.join(", ") : h("span", { class: "muted", text: "all" })),
+      h("td", { class: "nowrap key-limits" }, h("span", { title: "requests per minute / tokens per minute", text: rpm + " / " + tpm }),
+        k.priority ? h("div", { class: "muted small", text: "priority " + k.priority }) : null),
+      spendCells(k),
+      h("td", { class: "budgets" }, budgetBars(k, "key " + k.name)));
+  }
+
+  const spendHeads = () => PERIODS.map(([, label]) => h("th", { scope: "col", class: "num", title: "spend " + label, text: label[0].toUpperCase() + label.slice(1) }));
+
+  function spendCells(x) {
+    return PERIODS.map(([period, label]) => {
+      const u = usageOf(x, period);
+      const held = u ? num(u.held_usd) : 0;
+      return h("td", { class: "num spend", dataset: { period, usd: u ? num(u.spent_usd) : 0 },
+        title: "spent " + label + (held ? "; " + fmtUsd(held) + " more held by requests in flight" : "") },
+      u ? fmtUsd(num(u.spent_usd)) : "–", held ? h("div", { class: "muted small", text: "+" + fmtUsd(held) + " held" }) : null);
+    });
+  }
+
+  function budgetBars(x, who) {
+    const byPeriod = Object.fromEntries((x.usage || []).map((u) => [u.period, u]));
+    const bars = [];
+    for (const [period, , adjective] of PERIODS) {
+      let u = byPeriod[period];
+      if (!u || u.limit_usd === null || u.limit_usd === undefined) {
+        const b = (x.budgets || []).find((bb) => bb.period === period);
+        if (!b) continue;
+        u = { period, spent_usd: u ? u.spent_usd : 0, held_usd: u ? u.held_usd : 0, limit_usd: b.limit_usd, mode: b.mode, resets_at: u ? u.resets_at : null };
+      }
+      bars.push(budgetBar(u, adjective, who));
+    }
+    return bars.length ? bars : h("span", { class: "muted", text: "no budget" });
+  }
+
+  function budgetBar(u, adjective, who) {
+    const limit = num(u.limit_usd);
+    const spent = num(u.spent_usd);
+    const held = num(u.held_usd);
+    const soft = u.mode === "soft";
+    // a limit of 0 refuses everything (hard): shown full
+    const used = typeof u.used === "number" ? u.used : limit > 0 ? spent / limit : spent > 0 || !soft ? Infinity : 0;
+    const level = used >= 1 && !soft ? "hot" : used > 0.8 ? "warm" : "";
+    const spentFrac = Math.min(1, Math.max(0, used));
+    const heldFrac = limit > 0 ? Math.min(1 - spentFrac, Math.max(0, held / limit)) : 0;
+    const pctText = Number.isFinite(used) ? fmtPct(used) : "–";
+    const resets = isoSec(u.resets_at);
+    const label = who + ": " + adjective + " " + (soft ? "soft" : "hard") + " budget, " + fmtUsd(spent) + " of " + fmtUsd(limit) + " spent (" + pctText + ")" +
+      (held ? ", " + fmtUsd(held) + " held by requests in flight" : "");
+    return h("div", { class: "budget" + (level ? " " + level : ""), dataset: { period: u.period, mode: soft ? "soft" : "hard", used: Number.isFinite(used) ? used : "inf", level: level || "ok" } },
+      h("div", { class: "budget-head" },
+        h("span", { class: "budget-name", text: adjective }),
+        soft ? badge("soft", "info", "a soft budget alerts but does not refuse requests") : null,
+        h("span", { class: "meter-text", text: fmtUsd(spent) + " of " + fmtUsd(limit) + " · " + pctText })),
+      h("div", { class: "meter budget-meter", role: "meter", "aria-label": label, "aria-valuemin": 0, "aria-valuemax": limit, "aria-valuenow": spent, title: label },
+        h("span", { class: "spent " + (level || "ok"), style: { width: (spentFrac * 100).toFixed(2) + "%" } }),
+        heldFrac > 0 ? h("span", { class: "held " + (level || "ok"), style: { width: (heldFrac * 100).toFixed(2) + "%" } }) : null),
+      h("div", { class: "muted small budget-foot" },
+        resets ? h("span", { class: "resets", title: fmtDateTime(resets), text: "resets " + fmtRelative(resets) }) : h("span", { class: "resets", text: "never resets" }),
+        held ? h("span", { class: "held-text", text: " · +" + fmtUsd(held) + " held" }) : null));
+  }
+
+  function fmtRelative(t) {
+    const d = t - Date.now() / 1000;
+    if (d <= 0) return "now";
+    if (d < 90) return "in " + Math.round(d) + " s";
+    if (d < 5400) return "in " + Math.round(d / 60) + " min";
+    if (d < 2 * 86400) return "in " + trim(d / 3600) + " h";
+    return "in " + Math.round(d / 86400) + " days";
+  }
+
   // ------------------------------------------------------------------ router
 
   let view = { refresh: async () => {} };
@@ -1019,7 +1194,7 @@
     if (box) box.remove();
   }
 
-  const PAGES = { overview: overviewPage, deployments: deploymentsPage, requests: requestsPage, spend: spendPage };
+  const PAGES = { overview: overviewPage, deployments: deploymentsPage, requests: requestsPage, spend: spendPage, keys: keysPage };
 
   const router = {
     go() {
