@@ -73,8 +73,18 @@ async def _start(gw: Gateway, servers: ServerThread) -> str:
 
 async def _traffic(url: str) -> None:
     async with aiohttp.ClientSession() as session:
+        tenants = {}
+        for name in ("tenant-a", "tenant-b"):  # two virtual keys: two tenants
+            async with session.post(
+                f"{url}/admin/keys",
+                json={"name": name},
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+                tenants[name] = (await resp.json())["key"]
 
         async def call(model: str, rid: str, key: str = "tenant-a") -> int:
+            key = tenants[key]
             async with session.post(
                 f"{url}/v1/chat/completions",
                 json={"model": model, "messages": MESSAGES, "max_tokens": 8},
