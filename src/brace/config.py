@@ -431,6 +431,10 @@ class TelemetryConfig(_Frozen):
     Langfuse, Phoenix...).  Off by default."""
     otlp_headers: dict[str, str] = Field(default_factory=dict)
     service_name: str = "brace"
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests exported as spans, chosen by trace id (the same requests on
+    every gateway of a trace); a request with any failure (surfaced or absorbed) is
+    always exported."""
 
 
 class BraceConfig(_Frozen):

@@ -427,3 +427,47 @@ async def test_record_fields_are_all_considered() -> None:
         "tenant", "content",
     }  # fmt: skip
     assert {f.name for f in dataclasses.fields(RequestRecord)} <= handled
+
+
+async def test_sample_ratio_keeps_a_share_by_trace_id_and_every_failure() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = Tracer(TelemetryConfig(trace_sample_ratio=0.25), exporter=exporter)
+    await tracer.start()
+    # low 64 bits of the trace id below 0.25 * 2**64 are kept: 0x3fff... yes, 0x4000... no
+    kept = record(request_id="kept", trace_id="ab" * 8 + "3fffffffffffffff")
+    skipped = record(request_id="skipped", trace_id="ab" * 8 + "4000000000000000")
+    failed = record(
+        request_id="failed", trace_id="ab" * 8 + "ffffffffffffffff", error_class="overloaded"
+    )
+    absorbed = record(
+        request_id="absorbed",
+        trace_id="cd" * 8 + "ffffffffffffffff",
+        attempts=[failed_attempt(), *record().attempts],
+    )
+    for r in (kept, skipped, failed, absorbed):
+        tracer.submit(r)
+    await tracer.flush()
+    await tracer.aclose()
+    assert tracer.sampled_out == 1
+    traced = {
+        s.attributes["brace.request_id"]
+        for s in exporter.get_finished_spans()
+        if s.attributes and "brace.request_id" in s.attributes
+    }
+    assert traced == {"kept", "failed", "absorbed"}
+
+
+async def test_sample_ratio_zero_traces_failures_only() -> None:
+    exporter = InMemorySpanExporter()
+    tracer = Tracer(TelemetryConfig(trace_sample_ratio=0.0), exporter=exporter)
+    await tracer.start()
+    tracer.submit(record(request_id="ok", trace_id="0" * 31 + "1"))
+    tracer.submit(record(request_id="bad", error_class="server_error"))
+    await tracer.aclose()
+    assert tracer.sampled_out == 1
+    names = {
+        s.attributes["brace.request_id"]
+        for s in exporter.get_finished_spans()
+        if s.attributes and "brace.request_id" in s.attributes
+    }
+    assert names == {"bad"}

@@ -157,6 +157,12 @@ class Tracer:
         self._close_timeout = close_timeout
         self.active = bool(config.otlp_endpoint) or exporter is not None or recent > 0
         """Whether spans are built at all (an endpoint, an exporter or a ring to fill)."""
+        ratio = config.trace_sample_ratio
+        self._sample_below = 1 << 64 if ratio >= 1.0 else int(ratio * (1 << 64))
+        """A record whose trace id's low 64 bits are below this is traced (the rule of
+        OpenTelemetry's ``TraceIdRatioBased``); records with a failure always are."""
+        self.sampled_out = 0
+        """Records not traced because of ``telemetry.trace_sample_ratio``."""
         self.dropped = 0
         """Records dropped because the queue was full (or the tracer closed)."""
         self.traced = 0
@@ -216,6 +222,9 @@ class Tracer:
     def submit(self, record: RequestRecord) -> None:
         """Queue a record for tracing; never blocks, drops (and counts) when full."""
         if not self.active:
+            return
+        if self._sample_below <= _MAX_ID64 and not _keep(record, self._sample_below):
+            self.sampled_out += 1
             return
         if self._closed or len(self._queue) >= self._queue_size:
             self.dropped += 1
@@ -422,6 +431,19 @@ class Tracer:
         if record.deployment is not None and record.deployment in self._servers:
             attrs["server.address"], attrs["server.port"] = self._servers[record.deployment]
         return _clean(attrs)
+
+
+_MAX_ID64 = (1 << 64) - 1
+
+
+def _keep(record: RequestRecord, below: int) -> bool:
+    """Is this record traced at a sample ratio of ``below / 2**64``?  Failures always are."""
+    if record.error_class is not None or any(a.error_class for a in record.attempts):
+        return True
+    try:
+        return int(record.trace_id[16:], 16) < below
+    except ValueError:  # not hex: let the span builder count it as an error
+        return True
 
 
 def _ns(seconds: float) -> int:
