@@ -93,6 +93,11 @@ class Ledger(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
+def _used(spent: float, limit: float) -> float:
+    """Fraction of a budget spent (a $0 budget is fully used: it allows nothing)."""
+    return spent / limit if limit > 0 else 1.0
+
+
 def _exceeded(
     scope: Scope, budget: Budget, spent: float, held: float, amount: float, now: float
 ) -> BudgetExceeded:
@@ -298,7 +303,7 @@ class LocalLedger:
                     "held_usd": round(held_of(k), 8),
                     "limit_usd": b.limit_usd if b else None,
                     "mode": b.mode if b else None,
-                    "used": (spent / b.limit_usd if b.limit_usd > 0 else math.inf) if b else None,
+                    "used": _used(spent, b.limit_usd) if b else None,
                     "resets_at": iso(period_reset(p, now)),
                 }
             )
