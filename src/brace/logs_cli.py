@@ -8,19 +8,17 @@ variable named by ``--admin-key-env``): it is sent as ``Authorization: Bearer``.
 
 from __future__ import annotations
 
-import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from ._admin_client import DEFAULT_URL, AdminClient, AdminError, KeyEnvOpt, UrlOpt
 
 __all__ = ["register_cli"]
 
@@ -29,53 +27,6 @@ _FOLLOW_LOOKBACK = 300.0
 are written when a request ends, so a long request can land after shorter, later ones."""
 _PAGE = 500
 _BAR = 40
-
-UrlOpt = Annotated[str, typer.Option("--url", help="The gateway's base URL.")]
-KeyEnvOpt = Annotated[
-    str,
-    typer.Option(
-        "--admin-key-env",
-        help="Environment variable holding server.admin_key (sent as a Bearer token).",
-    ),
-]
-
-
-class _Failed(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class _Client:
-    def __init__(self, url: str, key_env: str, timeout: float = 10.0) -> None:
-        self.base = url.rstrip("/")
-        self.key = os.environ.get(key_env) or None
-        self.timeout = timeout
-
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        query = {k: str(v) for k, v in (params or {}).items() if v is not None}
-        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
-        if self.key:
-            req.add_header("Authorization", f"Bearer {self.key}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return orjson.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            raise _Failed(f"{exc.code} {_error_message(exc)}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Failed(f"cannot reach the gateway at {self.base}: {reason}") from None
-        except orjson.JSONDecodeError:
-            raise _Failed(f"{url}: the answer is not JSON (is this a Brace gateway?)") from None
-
-
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = orjson.loads(exc.read())
-        return str(body["error"]["message"])
-    except Exception:  # any non-OpenAI-shaped body: show the reason phrase
-        return str(exc.reason)
 
 
 def _when(epoch: float) -> str:
@@ -151,7 +102,7 @@ def _table(rows: list[dict[str, Any]], *, header: bool) -> Table:
 
 
 def logs(
-    url: UrlOpt = "http://127.0.0.1:4000",
+    url: UrlOpt = DEFAULT_URL,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep polling and print new requests.")
     ] = False,
@@ -171,7 +122,7 @@ def logs(
     """Show the most recent requests (newest last); --follow prints new ones as they come."""
     out = Console(soft_wrap=False)
     err = Console(stderr=True, soft_wrap=True)
-    client = _Client(url, admin_key_env)
+    client = AdminClient(url, admin_key_env)
     filters: dict[str, Any] = {"model": model, "status": status, "error_class": error_class}
     try:
         page = client.get("/admin/requests", {**filters, "limit": limit})
@@ -191,7 +142,7 @@ def logs(
                 newest = max(newest, *(r["started_at"] for r in fresh))
                 horizon = newest - _FOLLOW_LOOKBACK
                 seen = {k: v for k, v in seen.items() if v >= horizon}
-    except _Failed as exc:
+    except AdminError as exc:
         err.print(f"[bold red]brace logs:[/] {escape(exc.message)}", highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
@@ -199,7 +150,7 @@ def logs(
 
 
 def _newer(
-    client: _Client, filters: dict[str, Any], since: float, seen: dict[str, float]
+    client: AdminClient, filters: dict[str, Any], since: float, seen: dict[str, float]
 ) -> list[dict[str, Any]]:
     """Rows since ``since`` not yet seen (marks them seen), oldest first."""
     fresh: list[dict[str, Any]] = []
@@ -282,20 +233,20 @@ def _print_request(out: Console, r: dict[str, Any]) -> None:
 
 def trace(
     request_id: Annotated[str, typer.Argument(help="A request id (or a trace id).")],
-    url: UrlOpt = "http://127.0.0.1:4000",
+    url: UrlOpt = DEFAULT_URL,
     admin_key_env: KeyEnvOpt = "BRACE_ADMIN_KEY",
 ) -> None:
     """Show a request with a timeline of its attempts (retries, hedges, fallbacks),
     and the other requests of its trace."""
     out = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
-    client = _Client(url, admin_key_env)
+    client = AdminClient(url, admin_key_env)
     quoted = urllib.parse.quote(request_id, safe="")
     try:
         try:
             found = client.get(f"/admin/requests/{quoted}")
-        except _Failed as exc:
-            if not exc.message.startswith("404"):
+        except AdminError as exc:
+            if exc.status != 404:
                 raise
             # not a request id: maybe a trace id
             for r in client.get(f"/admin/traces/{quoted}")["data"]:
@@ -308,7 +259,7 @@ def trace(
         if siblings:
             out.print(f"\n[bold]trace[/] {escape(found['trace_id'])}: {len(siblings) + 1} requests")
             out.print(_table(others["data"], header=True))
-    except _Failed as exc:
+    except AdminError as exc:
         err.print(f"[bold red]brace trace:[/] {escape(exc.message)}", highlight=False)
         raise typer.Exit(1) from None
 
