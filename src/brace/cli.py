@@ -1,4 +1,4 @@
-"""The ``brace`` command: ``serve``, ``check``, ``mock``, ``logs``, ``trace``."""
+"""The ``brace`` command: ``serve``, ``check``, ``mock``, ``logs``, ``trace``, ``keys``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,15 @@ def serve(
             help="No config file: serve demo models in front of a built-in simulated upstream.",
         ),
     ] = False,
+    allow_unauthenticated: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unauthenticated",
+            help="Serve a non-loopback address in local mode (no master key, no virtual "
+            "key): anyone who can reach it may use every model. Sets "
+            "server.allow_unauthenticated.",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the OpenAI-compatible gateway."""
@@ -83,6 +92,9 @@ def serve(
                 host=host or "127.0.0.1",
                 port=4000 if port is None else port,
             )
+        if allow_unauthenticated:
+            server = cfg.server.model_copy(update={"allow_unauthenticated": True})
+            cfg = cfg.model_copy(update={"server": server})
         gateway = Gateway(cfg)
 
         def started(bound: int) -> None:
@@ -152,6 +164,15 @@ def _register_logs() -> None:
 
 
 _register_logs()
+
+
+def _register_keys() -> None:
+    from .keys_cli import register_cli as register_keys
+
+    register_keys(app)
+
+
+_register_keys()
 
 
 def main() -> None:
