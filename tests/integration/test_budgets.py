@@ -8,9 +8,11 @@ import socket
 import uuid
 from typing import Any
 
+import aiohttp
 import openai
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from brace.config import BraceConfig, parse_config
 from brace.gateway import Gateway
@@ -220,6 +222,15 @@ def test_team_budget_soft_alerts_and_streams(servers: ServerThread, mock: str) -
         thresholds = sorted(h["threshold"] for h in hooks if h["scope"] == f"key:{soft['id']}")
         assert thresholds == [0.8, 1.0]
         assert hooks[0]["type"] == "brace.budget_alert" and hooks[0]["limit_usd"] == 0.05
+        # ...and counts them in /metrics
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"{url}/metrics", headers={"Authorization": f"Bearer {MASTER}"}) as r,
+        ):
+            families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+        assert families["brace_budget_alerts"].samples[0].value == 2
+        assert families["brace_keys_local_mode"].samples[0].value == 0
+        assert families["brace_keys_active"].samples[0].value == 3
 
     servers.call(scenario())
     servers.call(gw.stop())

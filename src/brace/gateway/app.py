@@ -75,6 +75,7 @@ class Gateway:
             raise
         await self.engine.start()
         await self.telemetry.start()
+        self.telemetry.metrics.add_source(self.keys.metrics, self.keys.METRICS_DOCS)
         runner = web.AppRunner(
             self.app,
             handler_cancellation=True,

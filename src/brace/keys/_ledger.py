@@ -400,6 +400,7 @@ class RedisLedger:
         self._task: asyncio.Task[None] | None = None
         self.failures = 0
         self._warned = False
+        self._held = 0.0
 
     def _key(self, entry: tuple[str, str]) -> str:
         return f"{self._ns}:spend:{entry[0]}:{entry[1]}"
@@ -490,6 +491,7 @@ class RedisLedger:
             scope, budget = budgets[index - 1]
             assert budget is not None
             raise _exceeded(scope, budget, float(res[1]), float(res[2]), amount, now)
+        self._held += amount
         return Hold(entries, amount, remote=True)
 
     async def settle(self, hold: Hold, cost: float, scopes: Sequence[Scope]) -> None:
@@ -499,6 +501,7 @@ class RedisLedger:
             await self._local.settle(hold, cost, scopes)
             return
         hold.settled = True
+        self._held -= hold.amount
         self._local.record(hold.entries, cost)  # history in the database
         try:
             await self._settle(
@@ -539,4 +542,10 @@ class RedisLedger:
         )
 
     def stats(self) -> dict[str, Any]:
-        return {**self._local.stats(), "backend": "redis", "redis_failures": self.failures}
+        local = self._local.stats()
+        return {
+            **local,
+            "backend": "redis",
+            "held_usd": round(local["held_usd"] + max(0.0, self._held), 8),
+            "redis_failures": self.failures,
+        }

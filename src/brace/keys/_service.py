@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from ..config import BraceConfig
 from ..policies.budget import BudgetPolicy
@@ -175,6 +175,27 @@ class Keys:
 
     def stats(self) -> dict[str, Any]:
         return {**self.ring.stats(), "ledger": self.ledger.stats()}
+
+    METRICS_DOCS: ClassVar[Mapping[str, str]] = {
+        "keys_local_mode": "1 when no master key and no virtual key exist: requests are not authenticated.",
+        "keys_active": "Virtual keys that are neither expired nor revoked.",
+        "keys_poll_errors_total": "Failed reads of the key database by the refresh loop.",
+        "budget_held_usd": "USD held by requests in flight on key and team budgets (this gateway).",
+        "budget_alerts_total": "Soft-budget alerts fired (log line, and webhook when configured).",
+        "budget_sync_errors_total": "Failed writes/reads of settled spend to the key database (retried).",
+    }
+
+    def metrics(self) -> dict[str, float]:
+        """Values for ``/metrics`` (see :attr:`METRICS_DOCS`)."""
+        ring, ledger = self.ring.stats(), self.ledger.stats()
+        return {
+            "keys_local_mode": float(ring["mode"] == "local"),
+            "keys_active": float(ring["active"]),
+            "keys_poll_errors_total": float(ring["poll_errors"]),
+            "budget_held_usd": float(ledger["held_usd"]),
+            "budget_alerts_total": float(ledger["alerts"]),
+            "budget_sync_errors_total": float(ledger["sync_errors"]),
+        }
 
 
 def _int(value: Any) -> int | None:
