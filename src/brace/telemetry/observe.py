@@ -133,17 +133,18 @@ class ObservePolicy:
         trace = parse_traceparent(meta.get("traceparent"))
         rand = self._rand.getrandbits
         trace_id, parent = trace if trace else (f"{rand(128):032x}", None)
-        attempts = [
+        providers = self._providers
+        attempts = [  # positional: the fields of AttemptRecord, in order (cheaper)
             AttemptRecord(
-                deployment=a.deployment,
-                group=a.group,
-                provider=self._providers.get(a.deployment, ""),
-                offset=max(0.0, a.started - start),
-                duration=a.duration,
-                error_class=a.error_class,
-                status=a.status,
-                hedge=a.hedge,
-                error=a.error,
+                a.deployment,
+                a.group,
+                providers.get(a.deployment, ""),
+                max(0.0, a.started - start),
+                a.duration,
+                a.error_class,
+                a.status,
+                a.hedge,
+                a.error,
             )
             for a in meta.get("attempts", ())
         ]
