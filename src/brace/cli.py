@@ -92,9 +92,15 @@ def serve(
                 host=host or "127.0.0.1",
                 port=4000 if port is None else port,
             )
-        if allow_unauthenticated:
-            server = cfg.server.model_copy(update={"allow_unauthenticated": True})
-            cfg = cfg.model_copy(update={"server": server})
+        # The flags go into the config, not only to Gateway.run: what reads
+        # server.host (the admin API's loopback-only rule) must see the real address.
+        overrides: dict[str, Any] = {"allow_unauthenticated": True} if allow_unauthenticated else {}
+        if host is not None:
+            overrides["host"] = host
+        if port is not None:
+            overrides["port"] = port
+        if overrides:
+            cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=overrides)})
         gateway = Gateway(cfg)
 
         def started(bound: int) -> None:

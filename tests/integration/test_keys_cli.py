@@ -375,6 +375,12 @@ def test_serve_allow_unauthenticated_starts(env: Env) -> None:
         base_url=f"http://127.0.0.1:{port}/v1", api_key="anything", max_retries=0, timeout=5
     ).models.list()
     assert [m.id for m in models] == ["chat"]  # served without any key
+    # ...but --host 0.0.0.0 is server.host: no admin API there without an admin key
+    # (it used to answer, key creation included, when only the bind address changed)
+    with pytest.raises(urllib.error.HTTPError) as off:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/keys", timeout=5)
+    assert off.value.code == 403
+    assert "admin API is off on a non-loopback address" in off.value.read().decode()
     p.signal(signal.SIGTERM)
     assert p.wait(10) == 0, p.describe()
     assert "NON-LOOPBACK" in p.stderr  # the loud warning
