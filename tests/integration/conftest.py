@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -148,3 +150,40 @@ def servers() -> Iterator[ServerThread]:
         yield st
     finally:
         st.close()
+
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _pg_up() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), 0.2):
+        return True
+    return False
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.skipif(not _pg_up(), reason="no PostgreSQL")),
+    ]
+)
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A key database that two gateways (or stores) share: a SQLite file, or a fresh
+    PostgreSQL schema, dropped afterwards."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "shared-keys.db")
+        return
+    import asyncpg  # type: ignore[import-untyped]
+
+    schema = f"brace_keys_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
+    yield f"{PG_URL}?search_path={schema}"
+    asyncio.run(run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,10 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from brace.config import BraceConfig, parse_config
+from brace.errors import BudgetExceeded
 from brace.gateway import Gateway
+from brace.keys import Budget, LocalLedger, Scope, open_key_store
+from brace.keys._store import KeyStore
 
 from .conftest import ServerThread
 from .test_keys import MASTER, admin, sdk
@@ -73,6 +77,24 @@ async def race(url: str, key: str, n: int = 100) -> tuple[int, list[openai.APISt
     return n - len(errors), errors
 
 
+async def race_http(url: str, key: str, n: int) -> tuple[int, list[dict[str, Any]]]:
+    """:func:`race` over plain aiohttp (``n`` concurrent requests; the refusals' bodies)."""
+    body = {"model": "chat", "messages": MESSAGES, "max_tokens": MAX_TOKENS}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as s:
+
+        async def one() -> dict[str, Any] | None:
+            async with s.post(f"{url}/v1/chat/completions", json=body) as r:
+                answer = await r.json()
+                if r.status == 200:
+                    return None
+                headers = {k.lower(): v for k, v in r.headers.items()}
+                return {"status": r.status, "headers": headers, **answer["error"]}
+
+        results = await asyncio.gather(*(one() for _ in range(n)))
+    errors = [r for r in results if r is not None]
+    return n - len(errors), errors
+
+
 def day(usage: list[dict[str, Any]]) -> dict[str, Any]:
     return next(u for u in usage if u["period"] == "day")
 
@@ -97,14 +119,14 @@ def test_a_race_of_100_on_a_key_with_budget_for_10_and_a_restart(
             {"name": "racer", "budgets": [{"period": "day", "limit_usd": limit}]},
         )
         assert status == 201, created
-        ok, errors = await race(url, created["key"])
+        ok, errors = await race_http(url, created["key"], 100)
         assert ok >= 10  # every hold fits until the budget is spent...
         assert errors, "...and then requests are refused"
         for err in errors:
-            assert err.status_code == 429 and err.code == "budget_exceeded"
-            assert err.response.headers["x-should-retry"] == "false"
-            assert "daily hard budget" in err.message and "resets at" in err.message
-            assert 0 < int(err.response.headers["retry-after"]) <= 86_400
+            assert err["status"] == 429 and err["code"] == "budget_exceeded"
+            assert err["headers"]["x-should-retry"] == "false"
+            assert "daily hard budget" in err["message"] and "resets at" in err["message"]
+            assert 0 < int(err["headers"]["retry-after"]) <= 86_400
         status, shown = await admin(url, "GET", f"/admin/keys/{created['id']}")
         spent = day(shown["usage"])
         # holds were true upper bounds: no overshoot at all, nothing left held
@@ -146,6 +168,23 @@ def test_a_race_of_100_on_a_key_with_budget_for_10_and_a_restart(
         assert status == 200, patched
         ok, _ = await race(url2, key, n=3)
         assert ok == 3
+        # a $0 budget: the openai SDK (2 retries by default) gets the refusal once
+        # and does not retry it (x-should-retry: false)
+        status, _ = await admin(
+            url2,
+            "PATCH",
+            f"/admin/keys/{key_id}",
+            {"budgets": [{"period": "day", "limit_usd": 0}]},
+        )
+        refusals = f"/admin/requests?tenant={key_id}&status=429&limit=500"
+        await gw2.telemetry.store.flush()
+        before = len((await admin(url2, "GET", refusals))[1]["data"])
+        client = openai.AsyncOpenAI(base_url=f"{url2}/v1", api_key=key)
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.chat.completions.create(model="chat", messages=MESSAGES)
+        assert info.value.code == "budget_exceeded"
+        await gw2.telemetry.store.flush()
+        assert len((await admin(url2, "GET", refusals))[1]["data"]) == before + 1
 
     servers.call(after_restart())
     servers.call(gw2.stop())
@@ -202,6 +241,9 @@ def test_team_budget_soft_alerts_and_streams(servers: ServerThread, mock: str) -
             await client.chat.completions.create(
                 model="chat", messages=MESSAGES, max_tokens=MAX_TOKENS
             )
+        # embeddings of a token array are priced too (no 500 on an int list)
+        emb = await client.embeddings.create(model="chat", input=[1, 2, 3])
+        assert emb.data
         # a stream settles its real cost when it ends
         before = day((await admin(url, "GET", f"/admin/keys/{soft['id']}"))[1]["usage"])
         stream = await client.chat.completions.create(
@@ -236,8 +278,20 @@ def test_team_budget_soft_alerts_and_streams(servers: ServerThread, mock: str) -
     servers.call(gw.stop())
 
 
+@pytest.fixture
+def own_servers() -> Iterator[ServerThread]:
+    """A loop of its own (the module's carries other tests' gateways and clients)."""
+    st = ServerThread()
+    try:
+        yield st
+    finally:
+        st.close()
+
+
 @pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
-def test_two_gateways_share_holds_through_redis(servers: ServerThread, mock: str) -> None:
+def test_two_gateways_share_holds_through_redis(own_servers: ServerThread) -> None:
+    servers = own_servers
+    mock = servers.mock(reply_tokens=20)
     name = f"redis-{uuid.uuid4().hex[:6]}"
     shared_keys = f"{servers.tmp}/{name}-shared-keys.db"
     extra = {
@@ -259,10 +313,11 @@ def test_two_gateways_share_holds_through_redis(servers: ServerThread, mock: str
             {"name": "spread", "budgets": [{"period": "total", "limit_usd": limit}]},
         )
         assert status == 201 and created["propagation"]["confirmed"] == 2
-        (ok_a, _), (ok_b, _) = await asyncio.gather(
-            race(a, created["key"], 50), race(b, created["key"], 50)
+        (ok_a, err_a), (ok_b, err_b) = await asyncio.gather(
+            race_http(a, created["key"], 50), race_http(b, created["key"], 50)
         )
         assert ok_a + ok_b >= 10
+        assert {(e["status"], e["code"]) for e in err_a + err_b} == {(429, "budget_exceeded")}
         # both gateways answer from the same shared ledger
         totals = []
         for url in (a, b):
@@ -276,3 +331,43 @@ def test_two_gateways_share_holds_through_redis(servers: ServerThread, mock: str
     servers.call(scenario())
     for gw, _ in gws:
         servers.call(gw.stop())
+
+
+# ----------------------------------------------------------------------------- the ledger's database
+
+NOON = 1_795_694_400.0  # 2026-11-26T12:00:00Z
+
+
+def day_scope(limit: float) -> list[Scope]:
+    return [Scope("key:k1", "key 'k1'", (Budget("day", limit),))]
+
+
+async def test_spend_persists_and_sums_over_instances(shared_db: str) -> None:
+    db = shared_db
+    stores: list[KeyStore] = [open_key_store(db), open_key_store(db)]
+    for s in stores:
+        await s.start()
+    try:
+        a = LocalLedger(stores[0], wall=lambda: NOON)
+        b = LocalLedger(stores[1], wall=lambda: NOON)
+        await a.start()
+        await b.start()
+        for ledger, cost in ((a, 0.25), (b, 0.5)):
+            hold = await ledger.reserve(day_scope(10.0), cost)
+            await ledger.settle(hold, cost, day_scope(10.0))
+        await a.sync()
+        await b.sync()
+        await a.sync()  # a now also sees b's spend
+        day = (await a.usage(day_scope(10.0)[0]))[1]
+        assert day["spent_usd"] == pytest.approx(0.75)
+        await a.aclose()
+        await b.aclose()
+        fresh = LocalLedger(stores[0], wall=lambda: NOON)
+        await fresh.start()
+        assert (await fresh.usage(day_scope(10.0)[0]))[1]["spent_usd"] == pytest.approx(0.75)
+        with pytest.raises(BudgetExceeded):
+            await fresh.reserve(day_scope(1.0), 0.3)  # 0.75 + 0.3 > 1.0
+        await fresh.aclose()
+    finally:
+        for s in stores:
+            await s.aclose()

@@ -129,7 +129,8 @@ class Log:
                 "server": server,
                 "models": {"gpt": {"deployments": [{"provider": "mock", "model": "m"}]}},
             },
-            env={"BRACE_ADMIN_KEY": ADMIN_KEY},
+            # $BRACE_ADMIN_KEY alone makes it the master key: only the keyed app sees it
+            env={"BRACE_ADMIN_KEY": ADMIN_KEY} if admin_key else {},
         )
         gateway: Any = SimpleNamespace(config=config, telemetry=SimpleNamespace(store=store))
         app = web.Application()

@@ -17,7 +17,9 @@ A backend failure is never an error: it is a miss, logged once.  See ``docs/cach
 
 from __future__ import annotations
 
-from .backends import CacheBackend, CachedAnswer, MemoryCache, RedisCache, SQLiteCache
+from typing import Any
+
+from .backends import CacheBackend, CachedAnswer, MemoryCache, SQLiteCache
 from .key import cache_key, canonical_request
 from .policy import (
     CacheConfig,
@@ -47,3 +49,12 @@ __all__ = [
     "make_backend",
     "replay",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # redis-py loads only when a Redis cache is used
+    if name == "RedisCache":
+        from ._redis import RedisCache
+
+        return RedisCache
+    raise AttributeError(name)

@@ -42,7 +42,7 @@ import orjson
 from ..config import CacheConfig, CacheOverride
 from ..errors import BadRequest, ConfigError
 from ..stack import Handler, Request, Response, StreamResponse
-from .backends import CacheBackend, CachedAnswer, RedisCache, SQLiteCache
+from .backends import CacheBackend, CachedAnswer, SQLiteCache
 from .key import cache_key
 from .replay import Assembler, replay
 
@@ -77,6 +77,8 @@ def make_backend(
                 "cache.backend: 'redis' needs server.redis_url (e.g. ${REDIS_URL}); "
                 "set it, or use backend: sqlite"
             )
+        from ._redis import RedisCache
+
         return RedisCache(redis_url, namespace)
     return SQLiteCache(config.path, max_bytes=config.max_size_mb * 2**20)
 

@@ -166,8 +166,8 @@ def _authorize(caller: Caller, authorization: str | None, req: Request) -> None:
         )
     meta["key"] = caller
     meta["tenant"] = caller.id
-    if caller.priority is not None and "priority" not in meta:
-        meta["priority"] = caller.priority
+    if caller.priority == "batch" or (caller.priority is not None and "priority" not in meta):
+        meta["priority"] = caller.priority  # a batch key cannot promote itself by header
 
 
 async def dispatch(

@@ -40,6 +40,8 @@ class Gateway:
         )
         self.telemetry = Telemetry(config, self.engine)
         self.stopping = False
+        self.host = config.server.host
+        """The address served (``start(host=...)`` may override the config's)."""
         self._runner: web.AppRunner | None = None
         self._sites: list[web.TCPSite] = []
         self.app = self._build_app()
@@ -67,9 +69,10 @@ class Gateway:
     async def start(self, *, host: str | None = None, port: int | None = None) -> int:
         """Start the engine and listen; returns the bound port (useful with port 0)."""
         server = self.config.server
+        self.host = host if host is not None else server.host
         await self.keys.start()
         try:
-            self._check_exposure(host if host is not None else server.host)
+            self._check_exposure(self.host)
         except ConfigError:
             await self.keys.aclose()
             raise

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -401,6 +402,8 @@ class RedisLedger:
         self.failures = 0
         self._warned = False
         self._held = 0.0
+        self._unsettled: deque[tuple[list[str], list[str]]] = deque(maxlen=10_000)
+        self.lost_settlements = 0
 
     def _key(self, entry: tuple[str, str]) -> str:
         return f"{self._ns}:spend:{entry[0]}:{entry[1]}"
@@ -440,6 +443,10 @@ class RedisLedger:
             await asyncio.sleep(self._hb_seconds)
             try:
                 await self._beat()
+                while self._unsettled:
+                    keys, args = self._unsettled[0]
+                    await self._settle(keys=keys, args=args)
+                    self._unsettled.popleft()
             except Exception as exc:
                 self._failed(exc)
 
@@ -503,13 +510,17 @@ class RedisLedger:
         hold.settled = True
         self._held -= hold.amount
         self._local.record(hold.entries, cost)  # history in the database
+        keys = [self._key(e) for e in hold.entries]
+        args = [self._instance, repr(hold.amount), repr(cost)]
         try:
-            await self._settle(
-                keys=[self._key(e) for e in hold.entries],
-                args=[self._instance, repr(hold.amount), repr(cost)],
-            )
+            await self._settle(keys=keys, args=args)
         except Exception as exc:
             self._failed(exc)
+            # retried by the heartbeat loop: the hold is released and the spend counted
+            # once Redis answers again (bounded; beyond it the oldest are dropped, logged)
+            if len(self._unsettled) == self._unsettled.maxlen:
+                self.lost_settlements += 1
+            self._unsettled.append((keys, args))
             return
         spent = await self._spent_of(hold.entries)
         self._local.check_alerts(scopes, lambda k: spent.get(k, 0.0))
@@ -548,4 +559,6 @@ class RedisLedger:
             "backend": "redis",
             "held_usd": round(local["held_usd"] + max(0.0, self._held), 8),
             "redis_failures": self.failures,
+            "unsettled": len(self._unsettled),
+            "lost_settlements": self.lost_settlements,
         }

@@ -75,8 +75,11 @@ def worst_case_tokens(body: Mapping[str, Any], default_max_tokens: int) -> tuple
         inp = body.get("input")
         if isinstance(inp, str):
             prompt = len(inp.encode()) + 1
-        elif isinstance(inp, list):
-            prompt = sum(len(x.encode()) + 1 if isinstance(x, str) else len(x) for x in inp)
+        elif isinstance(inp, list):  # strings, token arrays, or one token array
+            prompt = sum(
+                len(x.encode()) + 1 if isinstance(x, str) else len(x) if isinstance(x, list) else 1
+                for x in inp
+            )
         return prompt, 0
     for extra in ("tools", "functions", "response_format"):
         value = body.get(extra)

@@ -53,7 +53,15 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
         if isinstance(inp, str):
             return math.ceil(len(inp) / 4) + 1
         if isinstance(inp, list):
-            return sum(math.ceil(len(x) / 4) + 1 if isinstance(x, str) else len(x) for x in inp)
+            # strings, token arrays, or one token array (a list of ints)
+            return sum(
+                math.ceil(len(x) / 4) + 1
+                if isinstance(x, str)
+                else len(x)
+                if isinstance(x, list)
+                else 1
+                for x in inp
+            )
         return 1
     for msg in messages:
         if not isinstance(msg, dict):

@@ -18,10 +18,15 @@ never raised: they switch a :class:`RedisLimiter` to ``degraded``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ..clock import Clock
 from ._local import LocalLimiter
-from ._redis import RedisLimiter, redact_url
 from ._types import Learned, LimiterBackend, Limits, Reservation, Status
+from ._url import redact_url
+
+if TYPE_CHECKING:
+    from ._redis import RedisLimiter
 
 __all__ = [
     "Learned",
@@ -44,5 +49,16 @@ def make_limiter(
     Call ``await limiter.start()`` before use and ``await limiter.aclose()`` at
     shutdown (both are no-ops for the local backend)."""
     if redis_url:
+        from ._redis import RedisLimiter
+
         return RedisLimiter(redis_url, namespace=namespace, clock=clock)
     return LocalLimiter(clock)
+
+
+def __getattr__(name: str) -> Any:
+    # redis-py (and what it imports) loads only when Redis is configured
+    if name == "RedisLimiter":
+        from ._redis import RedisLimiter
+
+        return RedisLimiter
+    raise AttributeError(name)

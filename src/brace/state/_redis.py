@@ -10,7 +10,6 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -22,6 +21,7 @@ from ..errors import ConfigError
 from . import _gcra, _scripts
 from ._local import LocalLimiter
 from ._types import Learned, Limits, Reservation, Status
+from ._url import redact_url
 
 __all__ = ["RedisLimiter", "redact_url"]
 
@@ -32,21 +32,6 @@ _FAILURES = (RedisError, OSError, TimeoutError)
 
 LEARNED_TTL_SECONDS = 86_400
 """Learned limits outlive the limiter state: a day, refreshed on every write."""
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password or query string (safe to log and show)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = host if parts.port is None else f"{host}:{parts.port}"
-        if parts.username or parts.password:
-            netloc = f"{parts.username or ''}:***@{netloc}"
-        return f"{parts.scheme}://{netloc}{parts.path}"
-    except ValueError:
-        return "<unparsable url>"
 
 
 class RedisLimiter:

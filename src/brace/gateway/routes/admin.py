@@ -44,7 +44,8 @@ def admin_guard(gateway: Gateway) -> Callable[[web.Request], web.Response | None
 
     def check(request: web.Request) -> web.Response | None:
         if key is None:
-            if server.host in LOOPBACK:
+            # the address actually bound (Gateway.start may be given another than the config's)
+            if getattr(gateway, "host", server.host) in LOOPBACK:
                 return None
             return error_response(
                 _Forbidden(
