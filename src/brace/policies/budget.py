@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -123,10 +123,14 @@ class BudgetPolicy:
     def wrap(self, inner: Handler) -> Handler:
         ledger = self._ledger
 
-        async def budget(req: Request) -> Response | StreamResponse:
+        def budget(req: Request) -> Awaitable[Response | StreamResponse]:
+            # without a key, the inner awaitable itself: no coroutine frame of its own
             key = req.meta.get("key")
             if key is None:
-                return await inner(req)
+                return inner(req)
+            return counted(req, key)
+
+        async def counted(req: Request, key: VirtualKey) -> Response | StreamResponse:
             scopes = self._scopes(key)
             amount = self.worst_case(req)
             hold = await ledger.reserve(scopes, amount)

@@ -9,6 +9,8 @@ attempt policy caps each attempt by it, retry and fallback stop when it is near.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from ..clock import Clock
 from ..stack import Handler, Request, Response, StreamResponse
 
@@ -26,13 +28,14 @@ class DeadlinePolicy:
         default = self._default
         clock = self._clock
 
-        async def deadline(req: Request) -> Response | StreamResponse:
+        # a plain function returning the inner awaitable: no coroutine frame of its own
+        def deadline(req: Request) -> Awaitable[Response | StreamResponse]:
             if req.deadline is None:
                 asked = req.meta.get("timeout")
                 budget = (
                     min(default, asked) if isinstance(asked, int | float) and asked > 0 else default
                 )
                 req.deadline = clock.now() + budget
-            return await inner(req)
+            return inner(req)
 
         return deadline

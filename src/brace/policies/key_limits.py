@@ -13,7 +13,7 @@ After the answer, the token part is settled with the real usage.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KeyRateLimited
@@ -52,13 +52,19 @@ class KeyLimitPolicy:
         return limits
 
     def wrap(self, inner: Handler) -> Handler:
-        async def key_limits(req: Request) -> Response | StreamResponse:
+        def key_limits(req: Request) -> Awaitable[Response | StreamResponse]:
+            # without limits, the inner awaitable itself: no coroutine frame of its own
             key = req.meta.get("key")
             if key is None or (key.rpm is None and key.tpm is None):
-                return await inner(req)
+                return inner(req)
             limiter = self._limiter()
             if limiter is None:
-                return await inner(req)
+                return inner(req)
+            return limited(req, key, limiter)
+
+        async def limited(
+            req: Request, key: VirtualKey, limiter: LimiterBackend
+        ) -> Response | StreamResponse:
             limits = self._limits_of(key)
             tokens = request_tokens(req, self._default_max.get(req.model, 256)) if key.tpm else 0
             name = f"key:{key.id}"
