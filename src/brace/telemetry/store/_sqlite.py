@@ -54,8 +54,12 @@ class _MultiInsert:
     ``executemany`` steps the statement once per row, and every step releases and
     re-takes the GIL: under load the writer thread then waits for the event loop's
     switch interval once per row, and each of those waits interrupts the loop.  One
-    statement per chunk of rows binds all values in C and steps once.  The SQL of each
-    chunk size is built once (the connection caches the compiled statements).
+    statement per chunk of rows binds all values in C and steps once.
+
+    Chunks are powers of two (a batch of 300 rows is 256 + 32 + 8 + 4): a handful of
+    distinct statements, each compiled once and then found in the connection's
+    statement cache, where one statement per batch size would compile a statement of
+    thousands of parameters for nearly every batch (partial batches vary in size).
     """
 
     __slots__ = ("_conflict", "_head", "_marks", "_sql", "max_rows", "width")
@@ -66,7 +70,8 @@ class _MultiInsert:
         self._conflict = f" ON CONFLICT ({conflict}) DO NOTHING"
         self._sql: dict[int, str] = {}
         self.width = len(columns)
-        self.max_rows = max(1, min(_MAX_ROWS_PER_INSERT, max_vars // self.width))
+        most = max(1, min(_MAX_ROWS_PER_INSERT, max_vars // self.width))
+        self.max_rows = 1 << (most.bit_length() - 1)  # the largest power of two ≤ most
 
     def sql(self, rows: int) -> str:
         sql = self._sql.get(rows)
@@ -76,12 +81,14 @@ class _MultiInsert:
 
     def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert ``rows``; returns how many were inserted (conflicts are skipped)."""
-        inserted = 0
-        step = self.max_rows
-        for i in range(0, len(rows), step):
-            chunk = rows[i : i + step]
+        inserted = i = 0
+        n = len(rows)
+        while i < n:
+            size = min(self.max_rows, 1 << ((n - i).bit_length() - 1))
+            chunk = rows[i : i + size]
             params = [v for row in chunk for v in row]
-            inserted += conn.execute(self.sql(len(chunk)), params).rowcount
+            inserted += conn.execute(self.sql(size), params).rowcount
+            i += size
         return inserted
 
 
