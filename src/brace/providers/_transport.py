@@ -42,10 +42,11 @@ def make_session() -> aiohttp.ClientSession:
     )
 
 
-def client_timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-    """Transport-level limits only: connect and a whole attempt.  First-token and
-    stall timeouts (and the request deadline) are enforced by the attempt policy."""
-    return aiohttp.ClientTimeout(total=t.total, connect=t.connect)
+def client_timeout(t: Timeouts, *, stream: bool = True) -> aiohttp.ClientTimeout:
+    """Transport-level limits only: connect, and for a stream its whole length.
+    First-token, stall and a JSON attempt's total (and the request deadline) are
+    enforced by the attempt policy: a second timer per JSON attempt would only cost."""
+    return aiohttp.ClientTimeout(total=t.total if stream else None, connect=t.connect)
 
 
 def transport_error(exc: BaseException, *, deployment: str, phase: str) -> UpstreamFailure:

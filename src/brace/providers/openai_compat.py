@@ -31,6 +31,7 @@ class OpenAIProvider:
         "_chat_url",
         "_emb_url",
         "_headers",
+        "_json_timeout",
         "_model",
         "_session",
         "_timeout",
@@ -44,6 +45,7 @@ class OpenAIProvider:
         self._session = session
         self._model = deployment.model
         self._timeout = client_timeout(deployment.timeouts)
+        self._json_timeout = client_timeout(deployment.timeouts, stream=False)
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         headers.update(deployment.headers)
         key = deployment.api_key.get_secret_value() if deployment.api_key else None
@@ -79,8 +81,9 @@ class OpenAIProvider:
                 }
                 strip_usage = True
         url = self._chat_url if req.operation == "chat" else self._emb_url
+        timeout = self._timeout if req.stream else self._json_timeout
         resp = await post(
-            self._session, url, orjson.dumps(body), self._headers, self._timeout, deployment=self.id
+            self._session, url, orjson.dumps(body), self._headers, timeout, deployment=self.id
         )
         if req.stream:
             return StreamResponse(
