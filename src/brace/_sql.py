@@ -24,6 +24,7 @@ _CREATE = (
 
 
 def migrate_sqlite(conn: sqlite3.Connection, migrations: Sequence[Migration], where: str) -> None:
+    """Apply what is missing, in one ``BEGIN IMMEDIATE`` transaction (all or nothing)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute(_CREATE)
@@ -41,9 +42,15 @@ def migrate_sqlite(conn: sqlite3.Connection, migrations: Sequence[Migration], wh
         raise
 
 
-async def migrate_postgres(conn: Any, migrations: Sequence[Migration], where: str) -> None:
+async def migrate_postgres(
+    conn: Any, migrations: Sequence[Migration], where: str, *, schema: str | None = None
+) -> None:
+    """Apply what is missing, under an advisory lock (gateways starting together
+    migrate once); ``schema`` is created first when given (a checked identifier)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         await conn.execute(_CREATE)
         applied = [r["name"] for r in await conn.fetch("SELECT name FROM brace_migrations")]
         for migration in check_applied(applied, migrations, where):

@@ -9,15 +9,14 @@ stats name the database with :func:`~brace.state.redact_url`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
-import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 
+from ..._sql import migrate_postgres, numbered
 from ...errors import ConfigError
 from ...state import redact_url
 from ..record import RequestRecord
@@ -26,15 +25,12 @@ from ._schema import (
     ATTEMPT_COLUMNS,
     REQUEST_COLUMNS,
     attempt_rows,
-    check_applied,
     request_row,
     unique_records,
 )
 
 __all__ = ["PostgresStore"]
 
-_MIGRATION_LOCK = 0x62726163655F6C67
-"""``pg_advisory_xact_lock`` key held while migrating ("brace_lg")."""
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -50,23 +46,6 @@ _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({_marks(len(ATTEMPT_COLUMNS))}) "
     "ON CONFLICT (request_id, seq) DO NOTHING"
 )
-
-
-@functools.lru_cache(maxsize=256)
-def _numbered(sql: str) -> str:
-    """``?`` placeholders (outside quotes) as ``$1, $2...``."""
-    out: list[str] = []
-    n = 0
-    quoted = False
-    for ch in sql:
-        if ch == "'":
-            quoted = not quoted
-        if ch == "?" and not quoted:
-            n += 1
-            out.append(f"${n}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _secrets(url: str) -> list[str]:
@@ -154,23 +133,8 @@ class PostgresStore(BaseStore):
             raise
 
     async def _migrate(self) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-            if self.schema:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS brace_migrations "
-                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-            )
-            applied = [r["name"] for r in await conn.fetch("SELECT name FROM brace_migrations")]
-            for migration in check_applied(applied, self.migrations, self.where):
-                for statement in migration.statements:
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO brace_migrations (name, applied_at) VALUES ($1, $2)",
-                    migration.name,
-                    time.time(),
-                )
+        async with self._pool.acquire() as conn:
+            await migrate_postgres(conn, self.migrations, self.where, schema=self.schema)
 
     async def _close(self) -> None:
         pool, self._pool = self._pool, None
@@ -218,7 +182,7 @@ class PostgresStore(BaseStore):
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         if self._pool is None:
             raise RuntimeError("the store is not started")
-        rows = await self._pool.fetch(_numbered(sql), *params)
+        rows = await self._pool.fetch(numbered(sql), *params)
         return [dict(r) for r in rows]
 
     def _floor_div(self, expr: str, seconds: int) -> str:

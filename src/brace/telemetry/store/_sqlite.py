@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from ..._sql import migrate_sqlite
 from ...errors import ConfigError
 from ..record import RequestRecord
 from ._base import BaseStore
@@ -24,7 +24,6 @@ from ._schema import (
     ATTEMPT_COLUMNS,
     REQUEST_COLUMNS,
     attempt_rows,
-    check_applied,
     request_row,
     unique_records,
 )
@@ -79,17 +78,21 @@ class _MultiInsert:
             sql = self._sql[rows] = self._head + ", ".join([self._marks] * rows) + self._conflict
         return sql
 
-    def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert ``rows``; returns how many were inserted (conflicts are skipped)."""
-        inserted = i = 0
+    def plan(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
+        """The statements inserting ``rows``: (SQL, flat parameters) per chunk."""
+        out = []
+        i = 0
         n = len(rows)
         while i < n:
             size = min(self.max_rows, 1 << ((n - i).bit_length() - 1))
-            chunk = rows[i : i + size]
-            params = [v for row in chunk for v in row]
-            inserted += conn.execute(self.sql(size), params).rowcount
+            out.append((self.sql(size), [v for row in rows[i : i + size] for v in row]))
             i += size
-        return inserted
+        return out
+
+    @staticmethod
+    def execute(conn: sqlite3.Connection, plan: list[tuple[str, list[Any]]]) -> int:
+        """Run a :meth:`plan`; returns how many rows were inserted (conflicts skipped)."""
+        return sum(conn.execute(sql, params).rowcount for sql, params in plan)
 
 
 class SQLiteStore(BaseStore):
@@ -170,24 +173,7 @@ class SQLiteStore(BaseStore):
         self._rconn = self._connect()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS brace_migrations "
-                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-            )
-            applied = [r[0] for r in conn.execute("SELECT name FROM brace_migrations")]
-            for migration in check_applied(applied, self.migrations, self.path):
-                for statement in migration.statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO brace_migrations (name, applied_at) VALUES (?, ?)",
-                    (migration.name, time.time()),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        migrate_sqlite(conn, self.migrations, self.path)
 
     async def _close(self) -> None:
         def close_reader() -> None:
@@ -211,23 +197,36 @@ class SQLiteStore(BaseStore):
     # ------------------------------------------------------------------ primitives
 
     async def _write(self, records: list[RequestRecord]) -> int:
-        return await self._in_writer(lambda: self._write_sync(records))
-
-    def _write_sync(self, records: list[RequestRecord]) -> int:
-        conn = self._wconn
+        # The rows and parameters are built here, on the event loop, in one short burst;
+        # the writer thread then only runs the statements (C code that releases the GIL
+        # while SQLite works) instead of interleaving Python with the loop's requests.
         requests, attempts = self._insert_requests, self._insert_attempts
-        assert conn is not None and requests is not None and attempts is not None
+        assert requests is not None and attempts is not None
         fresh = unique_records(records)
         capture = self.capture_content
+        request_plan = requests.plan([request_row(r, capture_content=capture) for r in fresh])
+        attempt_plan = attempts.plan([row for r in fresh for row in attempt_rows(r)])
+        return await self._in_writer(
+            lambda: self._write_sync(records, fresh, request_plan, attempt_plan)
+        )
+
+    def _write_sync(
+        self,
+        records: list[RequestRecord],
+        fresh: list[RequestRecord],
+        request_plan: list[tuple[str, list[Any]]],
+        attempt_plan: list[tuple[str, list[Any]]],
+    ) -> int:
+        conn = self._wconn
+        assert conn is not None
         # Fast path: insert everything; a request id already stored (a caller reusing
         # x-request-id: rare) shows as fewer rows inserted, and then the batch is
         # rolled back and written the careful way, so that no attempt is ever stored
         # under a request that is not the one it belongs to.
         conn.execute("BEGIN")
         try:
-            rows = [request_row(r, capture_content=capture) for r in fresh]
-            if requests.run(conn, rows) == len(fresh):
-                attempts.run(conn, [row for r in fresh for row in attempt_rows(r)])
+            if _MultiInsert.execute(conn, request_plan) == len(fresh):
+                _MultiInsert.execute(conn, attempt_plan)
                 conn.execute("COMMIT")
                 return len(records) - len(fresh)
             conn.execute("ROLLBACK")
