@@ -134,7 +134,6 @@ class BudgetPolicy:
             scopes = self._scopes(key)
             amount = self.worst_case(req)
             hold = await ledger.reserve(scopes, amount)
-            req.meta["budget_hold"] = amount
             try:
                 result = await inner(req)
             except BaseException:
@@ -164,7 +163,11 @@ class BudgetPolicy:
 
     def _settle_soon(self, hold: Hold, cost: float, scopes: Sequence[Scope]) -> None:
         """Settle even when the caller is being cancelled (a client that went away)."""
-        task = asyncio.get_running_loop().create_task(self._settle(hold, cost, scopes))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # the loop itself is being torn down: nothing left to settle
+            return
+        task = loop.create_task(self._settle(hold, cost, scopes))
         self._settling.add(task)  # one per request in flight at most
         task.add_done_callback(self._settling.discard)
 
