@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .._tasks import stop_task
 from ..errors import BudgetExceeded
 from ._model import Budget, Period, iso, period_id, period_reset
 from ._store import KeyStore
@@ -160,10 +161,7 @@ class LocalLedger:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         await self.sync()
 
     async def _run_sync(self) -> None:
@@ -462,10 +460,7 @@ class RedisLedger:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         if self._redis is not None:
             with contextlib.suppress(Exception):
                 await self._redis.delete(self._hb_prefix + self._instance)

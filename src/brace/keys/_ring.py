@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from .._tasks import stop_task
 from ..errors import AuthenticationFailed
 from ._ledger import Scope
 from ._model import KEY_PREFIX, Budget, KeyCreate, KeyUpdate, VirtualKey, new_key
@@ -77,10 +78,7 @@ class KeyRing:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         with contextlib.suppress(Exception):
             await self._store.forget_instance(self.instance)
 

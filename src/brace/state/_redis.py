@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .._tasks import stop_task
 from ..clock import Clock
 from ..errors import ConfigError
 from . import _gcra, _scripts
@@ -123,11 +124,8 @@ class RedisLimiter:
         if self._closed:
             return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         if self._healthy:
             with contextlib.suppress(*_FAILURES):
                 async with self._clock.timeout(self._op_timeout):

@@ -36,7 +36,6 @@ OpenTelemetry GenAI semantic conventions (see ``docs/tracing.md``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections import deque
@@ -54,6 +53,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
 
+from .._tasks import stop_task
 from .record import RequestRecord
 
 if TYPE_CHECKING:
@@ -259,11 +259,8 @@ class Tracer:
         # left over: a drain cut short, or records submitted to a tracer never started
         self.dropped += len(self._queue)
         self._queue.clear()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
         provider, self._provider = self._provider, None
         if provider is None:
             return

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
+from ..._tasks import stop_task
 from ..record import RequestRecord
 from ._schema import MIGRATIONS, REQUEST_COLUMNS, Migration, row_to_attempt, row_to_request
 
@@ -233,10 +234,7 @@ class BaseStore(abc.ABC):
         if self._closed:
             return
         self._closing = True
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
+        await stop_task(self._retention)
         if self._writer is not None and self._wake is not None:
             self._wake.set()
             await self._writer
