@@ -11,22 +11,32 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from brace.config import BraceConfig, parse_config
 from brace.gateway import Gateway
+
+from ._services import (
+    PG_URL,
+    REDIS_PASSWORD,
+    SHARED_REDIS_URL,
+    PrivateRedis,
+    free_port,
+    pg_up,
+    shared_redis_up,
+)
 
 T = TypeVar("T")
 
@@ -152,19 +162,10 @@ def servers() -> Iterator[ServerThread]:
         st.close()
 
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pg_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), 0.2):
-        return True
-    return False
-
-
 @pytest.fixture(
     params=[
         "sqlite",
-        pytest.param("postgres", marks=pytest.mark.skipif(not _pg_up(), reason="no PostgreSQL")),
+        pytest.param("postgres", marks=pytest.mark.skipif(not pg_up(), reason="no PostgreSQL")),
     ]
 )
 def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -187,3 +188,28 @@ def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     asyncio.run(run(f'CREATE SCHEMA "{schema}"'))
     yield f"{PG_URL}?search_path={schema}"
     asyncio.run(run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+@pytest.fixture
+async def namespace() -> AsyncIterator[str]:
+    """A fresh key namespace on the machine's shared Redis, emptied afterwards."""
+    if not shared_redis_up():
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    ns = f"brace-test-{uuid.uuid4().hex}"
+    yield ns
+    client = aioredis.Redis.from_url(SHARED_REDIS_URL)
+    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=100)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    """A password-protected redis-server of the test's own, stopped afterwards."""
+    server = PrivateRedis(free_port(), tmp_path, password=REDIS_PASSWORD)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -4,7 +4,6 @@ survives a restart, team budgets, soft-budget alerts, and Redis-shared holds."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from brace.gateway import Gateway
 from brace.keys import Budget, LocalLedger, Scope, open_key_store
 from brace.keys._store import KeyStore
 
+from ._services import shared_redis_up
 from .conftest import ServerThread
 from .test_keys import MASTER, admin, sdk
 
@@ -29,14 +29,6 @@ PRICES = {"input": 1000.0, "output": 2000.0}  # USD per million tokens: cents pe
 MAX_TOKENS = 50
 # worst case of one request: (5 bytes + 8) prompt tokens and 50 completion tokens
 WORST = (13 * PRICES["input"] + MAX_TOKENS * PRICES["output"]) / 1e6
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), 0.2):
-            return True
-    except OSError:
-        return False
 
 
 def make_config(mock: str, tmp: str, name: str, **extra: Any) -> BraceConfig:
@@ -288,7 +280,7 @@ def own_servers() -> Iterator[ServerThread]:
         st.close()
 
 
-@pytest.mark.skipif(not _redis_up(), reason="no Redis on 127.0.0.1:6379")
+@pytest.mark.skipif(not shared_redis_up(), reason="no Redis on 127.0.0.1:6379")
 def test_two_gateways_share_holds_through_redis(own_servers: ServerThread) -> None:
     servers = own_servers
     mock = servers.mock(reply_tokens=20)

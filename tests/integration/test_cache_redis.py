@@ -4,16 +4,9 @@ that an unreachable Redis is a miss, logged once, never an error."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import shutil
-import socket
-import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,95 +16,25 @@ from brace.errors import ConfigError
 from brace.stack import Request, Response, build_stack
 from brace.testing import ScriptedProvider, ok_response
 
-SHARED_URL = "redis://127.0.0.1:6379/0"
-PASSWORD = "cache-s3cret"
+from ._services import REDIS_PASSWORD, SHARED_REDIS_URL, PrivateRedis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 
 ANSWER = CachedAnswer(b'{"id":"x","choices":[]}', {"prompt_tokens": 3}, 1_700_000_000.0, "dep", "m")
 
 
-def _shared_redis_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), 0.2):
-        return True
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    if not _shared_redis_up():
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    ns = f"brace-test-{uuid.uuid4().hex}"
-    yield ns
-    client = aioredis.Redis.from_url(SHARED_URL)
-    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=100)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
-
-
-class PrivateRedis:
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port = port
-        self.url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-        self._dir = workdir
-        self._proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            "redis-server",
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "no", "--requirepass", PASSWORD, "--dir", str(self._dir)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                await asyncio.sleep(0.01)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
-
-    async def stop(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-            await self._proc.wait()
-        self._proc = None
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(_free_port(), tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 async def test_round_trip_with_expiry(namespace: str) -> None:
-    cache = RedisCache(SHARED_URL, namespace)
+    cache = RedisCache(SHARED_REDIS_URL, namespace)
     assert await cache.get("k") is None
     await cache.set("k", ANSWER, 30.5)
     assert await cache.get("k") == ANSWER
-    client = aioredis.Redis.from_url(SHARED_URL)
+    client = aioredis.Redis.from_url(SHARED_REDIS_URL)
     ttl = await client.ttl(f"{namespace}:cache:k")
     assert 0 < ttl <= 31
     await client.set(f"{namespace}:cache:garbage", b"not an answer")
     await client.aclose()
     assert await cache.get("garbage") is None
-    other = RedisCache(SHARED_URL, namespace + "-other")
+    other = RedisCache(SHARED_REDIS_URL, namespace + "-other")
     assert await other.get("k") is None
     await cache.aclose()
     await other.aclose()
@@ -122,7 +45,7 @@ async def test_two_gateways_share_entries(namespace: str) -> None:
     outcomes = []
     for _ in range(2):  # two gateways: own policy, own backend, same Redis namespace
         backend = make_backend(
-            CacheConfig(backend="redis"), redis_url=SHARED_URL, namespace=namespace
+            CacheConfig(backend="redis"), redis_url=SHARED_REDIS_URL, namespace=namespace
         )
         policy = CachePolicy(CacheConfig(enabled=True, backend="redis"), backend)
         req = Request(
@@ -153,7 +76,7 @@ async def test_unreachable_redis_is_a_miss_logged_once(
     assert cache.failures == 10
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "unavailable" in warnings[0].getMessage()
-    assert PASSWORD not in caplog.text
+    assert REDIS_PASSWORD not in caplog.text
 
     await private_redis.start()  # an empty Redis (no persistence): back, but a miss
     assert await cache.get("k") is None

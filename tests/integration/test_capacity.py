@@ -14,14 +14,11 @@ makes Brace pace the same way, so the first bucketful is free and the rest goes 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -32,8 +29,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-import redis.asyncio as aioredis
 
+from ._services import PrivateRedis, free_port, shared_redis_up
 from .conftest import ServerProcess
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -317,12 +314,6 @@ async def test_two_deployments_double_the_goodput(start: Start) -> None:
     assert min(a["total_requests"], b["total_requests"]) >= 0.4 * n
 
 
-def shared_redis_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), 0.2):
-        return True
-    return False
-
-
 needs_redis = pytest.mark.skipif(
     shutil.which("redis-server") is None or not shared_redis_up(), reason="no Redis"
 )
@@ -471,55 +462,6 @@ async def eventually(probe: Callable[[], Any], expected: Any, *, within: float) 
             return
         assert time.monotonic() < deadline, f"still {got!r}, expected {expected!r}"
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """Our own redis-server on a free port, without persistence; stop/start at will."""
-
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self._dir = workdir
-        self._proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            "redis-server",
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "no", "--dir", str(self._dir)),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                await asyncio.sleep(0.01)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
-
-    async def stop(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-            await self._proc.wait()
-        self._proc = None
-
-    async def keys(self, pattern: str) -> list[str]:
-        client = aioredis.Redis.from_url(self.url, decode_responses=True)
-        try:
-            return list(await client.keys(pattern))
-        finally:
-            await client.aclose()
 
 
 async def test_unmeetable_deadline_is_refused_at_once_with_an_honest_retry_after(

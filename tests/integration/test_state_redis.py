@@ -5,13 +5,9 @@ free ports for the tests that stop Redis.  Real time, short intervals."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
-import socket
-import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,84 +19,11 @@ from brace.clock import SystemClock
 from brace.state import Learned, Limits, LocalLimiter, RedisLimiter
 from brace.testing import FakeClock
 
-SHARED_URL = "redis://127.0.0.1:6379/0"
-PASSWORD = "s3cret-pw"
+from ._services import REDIS_PASSWORD, SHARED_REDIS_URL, PrivateRedis, free_port
+
 LOGGER = "brace.state._redis"
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
-
-
-def _shared_redis_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), 0.2):
-        return True
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class PrivateRedis:
-    """Our own redis-server on a free port, with a password; stop/start at will."""
-
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port = port
-        self.url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-        self._dir = workdir
-        self._proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            "redis-server",
-            *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-            *("--appendonly", "no", "--requirepass", PASSWORD, "--dir", str(self._dir)),
-            *("--enable-debug-command", "yes"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.01)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
-
-    async def stop(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-            await self._proc.wait()
-        self._proc = None
-
-
-@pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    server = PrivateRedis(_free_port(), tmp_path)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-@pytest.fixture
-async def namespace() -> AsyncIterator[str]:
-    if not _shared_redis_up():
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    ns = f"brace-test-{uuid.uuid4().hex}"
-    yield ns
-    client = aioredis.Redis.from_url(SHARED_URL)
-    keys = [k async for k in client.scan_iter(match=f"{ns}:*", count=100)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
 
 
 @pytest.fixture
@@ -130,7 +53,7 @@ async def eventually(check: Callable[[], bool], within: float = 5.0) -> None:
 async def test_two_instances_share_one_limit(
     namespace: str, make: Callable[..., RedisLimiter]
 ) -> None:
-    a, b = make(SHARED_URL, namespace), make(SHARED_URL, namespace)
+    a, b = make(SHARED_REDIS_URL, namespace), make(SHARED_REDIS_URL, namespace)
     await a.start()
     await b.start()
     assert a.status == b.status == "shared"
@@ -152,7 +75,7 @@ async def test_two_instances_share_one_limit(
 async def test_script_waits_match_the_local_arithmetic(
     namespace: str, make: Callable[..., RedisLimiter]
 ) -> None:
-    shared = make(SHARED_URL, namespace)
+    shared = make(SHARED_REDIS_URL, namespace)
     await shared.start()
     local = LocalLimiter(FakeClock())  # time stands still: real time moves a few ms
     limits = Limits(rpm=120, tpm=6000, burst_seconds=2)  # 4 requests; 200 tokens
@@ -189,11 +112,11 @@ async def test_script_waits_match_the_local_arithmetic(
 
 
 async def test_keys_expire_once_settled(namespace: str, make: Callable[..., RedisLimiter]) -> None:
-    lim = make(SHARED_URL, namespace)
+    lim = make(SHARED_REDIS_URL, namespace)
     await lim.start()
     await lim.reserve("dep", Limits(rpm=60, tpm=None, burst_seconds=1), max_wait=0)
     await lim.block("blocked", 30)
-    client = aioredis.Redis.from_url(SHARED_URL)
+    client = aioredis.Redis.from_url(SHARED_REDIS_URL)
     try:
         assert 0 < await client.pttl(lim.limiter_key("dep")) <= 2_000
         assert 58_000 < await client.pttl(lim.limiter_key("blocked")) <= 60_000
@@ -203,7 +126,7 @@ async def test_keys_expire_once_settled(namespace: str, make: Callable[..., Redi
 
 
 async def test_learned_limits_are_shared(namespace: str, make: Callable[..., RedisLimiter]) -> None:
-    a, b = make(SHARED_URL, namespace), make(SHARED_URL, namespace)
+    a, b = make(SHARED_REDIS_URL, namespace), make(SHARED_REDIS_URL, namespace)
     await a.start()
     await b.start()
     assert await b.get_learned("dep") is None
@@ -217,7 +140,7 @@ async def test_learned_limits_are_shared(namespace: str, make: Callable[..., Red
 async def test_heartbeat_counts_live_instances(
     namespace: str, make: Callable[..., RedisLimiter]
 ) -> None:
-    lims = [make(SHARED_URL, namespace, heartbeat_interval=0.25) for _ in range(3)]
+    lims = [make(SHARED_REDIS_URL, namespace, heartbeat_interval=0.25) for _ in range(3)]
     for lim in lims:
         await lim.start()
     await eventually(lambda: all(lim.live_instances == 3 for lim in lims))
@@ -268,21 +191,21 @@ async def test_degraded_when_redis_dies_and_back_when_it_returns(
     warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 2  # one per instance (a and b), not one per call or heartbeat
     assert all("1/2 of each limit" in r.getMessage() for r in warnings)
-    assert PASSWORD not in caplog.text and PASSWORD not in repr(info)
+    assert REDIS_PASSWORD not in caplog.text and REDIS_PASSWORD not in repr(info)
 
     await private_redis.start()
     await eventually(lambda: a.status == b.status == "shared")
     assert (await a.reserve("other", limits, max_wait=0)).source == "shared"
     infos = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.INFO]
     assert len(infos) == 2
-    assert PASSWORD not in caplog.text
+    assert REDIS_PASSWORD not in caplog.text
 
 
 async def test_starting_without_redis_is_degraded_then_shared(
     tmp_path: Path, make: Callable[..., RedisLimiter], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    server = PrivateRedis(_free_port(), tmp_path)
+    server = PrivateRedis(free_port(), tmp_path, password=REDIS_PASSWORD)
     lim = make(server.url, "late", heartbeat_interval=0.05, op_timeout=0.2)
     t0 = time.monotonic()
     await lim.start()

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import socket
 import sqlite3
 import time
 import uuid
@@ -34,19 +33,14 @@ from brace.telemetry.store import (
     open_store,
 )
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+from ._services import PG_URL, pg_up
+
 T0 = 1_714_600_000.0
 """A fixed "now" (2024-05-01T21:46:40Z) for seeded data; stores are built with it."""
 
 
-def _pg_up() -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 5432), 0.3):
-        return True
-    return False
-
-
 PG = pytest.param(
-    "postgres", marks=pytest.mark.skipif(not _pg_up(), reason="no PostgreSQL on 127.0.0.1:5432")
+    "postgres", marks=pytest.mark.skipif(not pg_up(), reason="no PostgreSQL on 127.0.0.1:5432")
 )
 
 
@@ -597,7 +591,7 @@ async def test_an_unopenable_sqlite_path_is_a_config_error(tmp_path: Path) -> No
         await store.start()
 
 
-@pytest.mark.skipif(not _pg_up(), reason="no PostgreSQL on 127.0.0.1:5432")
+@pytest.mark.skipif(not pg_up(), reason="no PostgreSQL on 127.0.0.1:5432")
 async def test_postgres_never_shows_the_password(caplog: pytest.LogCaptureFixture) -> None:
     secret = "hunter2-very-secret"
     refused = PostgresStore(f"postgresql://brace:{secret}@127.0.0.1:1/test", connect_timeout=2)
