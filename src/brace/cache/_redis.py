@@ -8,13 +8,11 @@ import contextlib
 import logging
 import math
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..errors import ConfigError
 from ..state import redact_url
+from ..state._redis import redis_client
 from .backends import CachedAnswer
 
 __all__ = ["RedisCache"]
@@ -45,20 +43,9 @@ class RedisCache:
         if not op_timeout > 0:
             raise ValueError("op_timeout must be positive")
         self._url = redact_url(url)
-        try:
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=op_timeout,
-                socket_timeout=op_timeout,
-                socket_connect_timeout=op_timeout,
-                retry=Retry(NoBackoff(), 1),  # one immediate retry: a stale connection reconnects
-            )
-        except ValueError:
-            raise ConfigError(
-                f"cache: {self._url!r} is not a valid Redis URL (redis://, rediss:// or unix://)"
-            ) from None
-        self._redis: Redis = Redis(connection_pool=pool)
+        self._redis: Redis = redis_client(
+            url, what="cache", op_timeout=op_timeout, max_connections=max_connections
+        )
         self._prefix = f"{namespace}:cache:"
         self._timeout = op_timeout
         self._healthy: bool | None = None

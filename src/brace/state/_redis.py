@@ -35,6 +35,35 @@ LEARNED_TTL_SECONDS = 86_400
 """Learned limits outlive the limiter state: a day, refreshed on every write."""
 
 
+def redis_client(
+    url: str,
+    *,
+    what: str,
+    op_timeout: float,
+    max_connections: int,
+    decode_responses: bool = False,
+) -> Redis:
+    """A client whose every wait (a pooled connection, connect, each socket read and
+    write) is bounded by ``op_timeout``, with one immediate retry so that a stale
+    connection reconnects; an invalid URL is a :class:`ConfigError` naming ``what``
+    (without the URL's password)."""
+    try:
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=op_timeout,
+            socket_timeout=op_timeout,
+            socket_connect_timeout=op_timeout,
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=decode_responses,
+        )
+    except ValueError:
+        raise ConfigError(
+            f"{what}: {redact_url(url)!r} is not a valid Redis URL (redis://, rediss:// or unix://)"
+        ) from None
+    return Redis(connection_pool=pool)
+
+
 class RedisLimiter:
     """GCRA reservations shared by every instance through Redis.
 
@@ -67,21 +96,13 @@ class RedisLimiter:
         if not op_timeout > 0:
             raise ValueError("op_timeout must be positive")
         self._url = redact_url(url)
-        try:
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=op_timeout,
-                socket_timeout=op_timeout,
-                socket_connect_timeout=op_timeout,
-                retry=Retry(NoBackoff(), 1),  # one immediate retry: a stale connection reconnects
-                decode_responses=True,
-            )
-        except ValueError:
-            raise ConfigError(
-                f"state: {self._url!r} is not a valid Redis URL (redis://, rediss:// or unix://)"
-            ) from None
-        self._redis: Redis = Redis(connection_pool=pool)
+        self._redis: Redis = redis_client(
+            url,
+            what="state",
+            op_timeout=op_timeout,
+            max_connections=max_connections,
+            decode_responses=True,
+        )
         self._reserve = self._redis.register_script(_scripts.RESERVE)
         self._adjust = self._redis.register_script(_scripts.ADJUST)
         self._block = self._redis.register_script(_scripts.BLOCK)
