@@ -297,7 +297,8 @@ class RedisLimiter:
     async def get_learned(self, key: str) -> Learned | None:
         async def op() -> Learned | None:
             # decode_responses=True: keys and values are str
-            raw = cast(dict[str, str], await self._redis.hgetall(self.learned_key(key)))
+            pending = cast("Awaitable[dict[str, str]]", self._redis.hgetall(self.learned_key(key)))
+            raw = await pending
             if not raw:
                 return None
             learned = Learned(
