@@ -4,6 +4,7 @@ The public surface is listed in ``__all__``; modules whose names start with an
 underscore are private.
 """
 
+from ._version import __version__
 from .client import AsyncClient, Client
 from .config import BraceConfig, Deployment, ModelGroup, load_config, parse_config
 from .engine import Engine
@@ -31,8 +32,6 @@ from .errors import (
     UpstreamTimeout,
 )
 from .stack import Handler, Policy, Request, Response, StreamResponse, build_stack
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",

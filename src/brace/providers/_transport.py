@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from .._version import __version__
 from ..config import Timeouts
 from ..errors import UpstreamConnectionError, UpstreamFailure, UpstreamTimeout
 from ._classify import classify_failure
 from ._sse import SSEDecoder, SSEEvent
 
 __all__ = [
+    "USER_AGENT",
     "client_timeout",
     "iter_sse",
     "make_session",
@@ -28,16 +30,21 @@ __all__ = [
 ]
 
 
+USER_AGENT = f"brace/{__version__}"
+"""Sent by every adapter in its own headers.  Naming it there (rather than
+``skip_auto_headers`` on the session) spares aiohttp rebuilding a header set for every
+request (~6 µs each)."""
+
+
 def make_session() -> aiohttp.ClientSession:
     """The shared upstream client: unlimited pool (limits are policies' business),
-    keep-alive, no cookie jar, no automatic ``User-Agent`` noise."""
+    keep-alive, no cookie jar; adapters send :data:`USER_AGENT` themselves."""
     connector = aiohttp.TCPConnector(
         limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60.0
     )
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
-        skip_auto_headers=("User-Agent",),
         auto_decompress=True,
     )
 

@@ -27,7 +27,7 @@ from ..config import Deployment
 from ..errors import BadRequest, MalformedResponse, UpstreamBadRequest
 from ..stack import Request, Response, StreamResponse, sse_frame
 from ._classify import classify_failure
-from ._transport import client_timeout, iter_sse, post, read_body
+from ._transport import USER_AGENT, client_timeout, iter_sse, post, read_body
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -721,7 +721,11 @@ class AnthropicProvider:
         self._model = deployment.model
         self._timeout = client_timeout(deployment.timeouts)
         self._url = f"{deployment.url}/v1/messages"
-        headers = {"content-type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+            "user-agent": USER_AGENT,
+        }
         if deployment.api_key is not None:
             headers["x-api-key"] = deployment.api_key.get_secret_value()
         headers.update(deployment.headers)

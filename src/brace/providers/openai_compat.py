@@ -19,7 +19,7 @@ from ..errors import MalformedResponse
 from ..stack import Request, Response, StreamResponse
 from ._classify import classify_failure
 from ._sse import parse_block
-from ._transport import client_timeout, post, read_body, transport_error
+from ._transport import USER_AGENT, client_timeout, post, read_body, transport_error
 
 __all__ = ["OpenAIProvider"]
 
@@ -46,7 +46,11 @@ class OpenAIProvider:
         self._model = deployment.model
         self._timeout = client_timeout(deployment.timeouts)
         self._json_timeout = client_timeout(deployment.timeouts, stream=False)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         headers.update(deployment.headers)
         key = deployment.api_key.get_secret_value() if deployment.api_key else None
         base = deployment.url
