@@ -78,11 +78,13 @@ Event = Any
 
 
 class EventBus:
-    __slots__ = ("_kinds", "_subscribers", "errors")
+    __slots__ = ("_kinds", "_subscribers", "_wanted", "errors")
 
     def __init__(self) -> None:
         self._subscribers: list[Callable[[Event], None]] = []
         self._kinds: list[frozenset[type] | None] = []
+        self._wanted: frozenset[type] | None = frozenset()
+        """The kinds some subscriber takes (``None``: every kind); kept by (un)subscribe."""
         self.errors = 0
 
     @property
@@ -92,7 +94,15 @@ class EventBus:
 
     def wants(self, kind: type) -> bool:
         """Does any subscriber take events of ``kind``?  (Skip building them if not.)"""
-        return any(k is None or kind in k for k in self._kinds)
+        wanted = self._wanted
+        return wanted is None or kind in wanted
+
+    def _update_wanted(self) -> None:
+        kinds = self._kinds
+        if any(k is None for k in kinds):
+            self._wanted = None
+        else:
+            self._wanted = frozenset(kind for ks in kinds if ks is not None for kind in ks)
 
     def subscribe(
         self, fn: Callable[[Event], None], kinds: frozenset[type] | None = None
@@ -101,11 +111,13 @@ class EventBus:
         that removes it."""
         self._subscribers.append(fn)
         self._kinds.append(kinds)
+        self._update_wanted()
 
         def unsubscribe() -> None:
             i = self._subscribers.index(fn)
             del self._subscribers[i]
             del self._kinds[i]
+            self._update_wanted()
 
         return unsubscribe
 
