@@ -52,7 +52,7 @@ def exposed() -> tuple[set[str], set[str]]:
         {"backend": "redis", "mode": "shared", "live_instances": 2, "degraded_calls": 0}
     )
     m.add_writer("store", lambda: {"queued": 1, "written": 1, "dropped": 1, "errors": 1})
-    m.add_writer("tracer", lambda: {"dropped": 1, "errors": 1})
+    m.add_writer("tracer", lambda: {"queued": 0, "written": 1, "dropped": 1, "errors": 1})
     fams = scrape(m)
     return set(fams), {s.name for f in fams.values() for s in f.samples}
 

@@ -54,9 +54,7 @@ class Telemetry:
             }
             tracer = self.tracer = Tracer(cfg, servers=servers)
             await tracer.start()
-            self.metrics.add_writer(
-                "tracer", lambda: {"dropped": tracer.dropped, "errors": tracer.errors}
-            )
+            self.metrics.add_writer("tracer", tracer.stats)
         self._unsubscribe = self.engine.events.subscribe(self._on_event, kinds=self.metrics.kinds)
 
     def _on_event(self, event: Any) -> None:

@@ -3,9 +3,11 @@
 The :class:`Tracer` subscribes (through :class:`~brace.telemetry.hub.Telemetry`) to
 :class:`~brace.telemetry.record.RequestRecord`\\ s.  :meth:`Tracer.submit` only appends
 the record to a bounded queue (overflow is dropped and counted in ``dropped``); a
-background task takes records in batches and, in a worker thread, turns each into
-spans with explicit start/end times and explicit ids, which a ``BatchSpanProcessor``
-exports over OTLP/HTTP.  Without ``telemetry.otlp_endpoint`` (and with no exporter or
+background task takes records in batches (when ``batch_size`` are queued, or every
+``flush_interval``), turns each into :class:`~brace.telemetry._otlp.SpanData` with
+explicit ids and times, encodes the batch as one OTLP ``ExportTraceServiceRequest``
+and sends it over OTLP/HTTP (protobuf) — see :mod:`brace.telemetry._otlp` for why this
+is not the OpenTelemetry SDK.  Without ``telemetry.otlp_endpoint`` (and with no sink or
 recent-span ring asked for) the tracer is inactive: ``submit`` returns at once and no
 span is ever built.
 
@@ -22,51 +24,50 @@ one self-contained subtree under whatever parent the caller propagates, an agent
 ``invoke_agent`` span with ``execute_tool`` and many ``chat`` children in one trace
 needs nothing more from Brace.
 
-Fixed ids: spans go through the SDK's own ``Tracer`` (so the sampler, span limits,
-resource, instrumentation scope and processors all behave as usual); the only thing
-steered is the id generator, which hands out the ids we feed it just before each
-``start_span`` (:class:`_FedIds`).  The SDK documents that ``ReadableSpan`` objects are
-not meant to be built by users, which rules out the other route.
-
-The tracer owns its ``TracerProvider``; it never reads or sets the global provider, so
-an in-process user's own tracing setup is left alone.  Attribute names follow the
-OpenTelemetry GenAI semantic conventions (see ``docs/tracing.md``).
+Nothing global is read or set: an in-process user's own OpenTelemetry setup (tracer
+provider, current span) is left alone.  Attribute names follow the OpenTelemetry GenAI
+semantic conventions (see ``docs/tracing.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
+import os
+import random
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from opentelemetry import trace as trace_api
-from opentelemetry.context import Context
-from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-from opentelemetry.trace import SpanKind, Status, StatusCode, TraceFlags
-
 from .._tasks import stop_task
+from .._version import __version__
+from ._otlp import (
+    KIND_CLIENT,
+    KIND_INTERNAL,
+    STATUS_ERROR,
+    AttributeValue,
+    OtlpHttpExporter,
+    SpanData,
+    _Keys,
+    encode_request,
+    env_resource_attributes,
+)
 from .record import RequestRecord
 
 if TYPE_CHECKING:
-    from opentelemetry.util.types import AttributeValue
-
     from ..config import TelemetryConfig
 
-__all__ = ["Tracer"]
+__all__ = ["SpanData", "SpanSink", "Tracer"]
 
 log = logging.getLogger("brace.telemetry.tracing")
 
-_SCOPE = "brace"
+_SCOPE = ("brace", __version__)
 _NS = 1_000_000_000
+
+SpanSink = Callable[[bytes], Awaitable[object]]
+"""Where encoded ``ExportTraceServiceRequest`` bytes go (the OTLP exporter, or a test)."""
 
 # Brace preset names whose GenAI ``gen_ai.provider.name`` well-known value differs.
 # Presets not listed here (openai, anthropic, groq, deepseek, vllm, ollama...) are
@@ -79,88 +80,52 @@ _PROVIDER_NAMES = {
 }
 
 
-class _FedIds(IdGenerator):
-    """Hands the SDK the ids Brace already chose; random ones when none was fed.
-
-    The feed is thread-local, so two threads building spans never see each other's ids.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._random = RandomIdGenerator()
-
-    def feed(self, *, trace_id: int | None = None, span_id: int | None = None) -> None:
-        self._local.trace_id = trace_id
-        self._local.span_id = span_id
-
-    def generate_trace_id(self) -> int:
-        value: int | None = getattr(self._local, "trace_id", None)
-        if value is None:
-            return self._random.generate_trace_id()
-        self._local.trace_id = None
-        return value
-
-    def generate_span_id(self) -> int:
-        value: int | None = getattr(self._local, "span_id", None)
-        if value is None:
-            return self._random.generate_span_id()
-        self._local.span_id = None
-        return value
-
-
-class _RecentSpans(SpanProcessor):
-    """Keeps the last ``size`` finished spans in memory (for tests and the dashboard)."""
-
-    def __init__(self, size: int) -> None:
-        self._spans: deque[ReadableSpan] = deque(maxlen=size)
-        self._lock = threading.Lock()
-
-    def on_end(self, span: ReadableSpan) -> None:
-        with self._lock:
-            self._spans.append(span)
-
-    def spans(self, trace_id: int | None) -> list[ReadableSpan]:
-        with self._lock:
-            spans = list(self._spans)
-        if trace_id is None:
-            return spans
-        return [s for s in spans if s.context is not None and s.context.trace_id == trace_id]
-
-
 class Tracer:
-    """Turns request records into OpenTelemetry spans and exports them.
+    """Turns request records into spans and exports them.
 
-    ``exporter`` adds a span exporter (tests pass an ``InMemorySpanExporter``);
-    ``recent`` keeps the last *n* finished spans for :meth:`recent`; ``servers`` maps a
-    deployment id to its base URL, for ``server.address``/``server.port`` on attempts.
-    ``queue_size`` defaults to ``telemetry.writer_queue``.
+    ``sink`` receives each encoded export request instead of (or, with an endpoint,
+    besides) the OTLP exporter (tests decode it); ``recent`` keeps the last *n* spans
+    for :meth:`recent`; ``servers`` maps a deployment id to its base URL, for
+    ``server.address``/``server.port``.  ``queue_size`` defaults to
+    ``telemetry.writer_queue``.
     """
 
     def __init__(
         self,
         config: TelemetryConfig,
         *,
-        exporter: SpanExporter | None = None,
+        sink: SpanSink | None = None,
         recent: int = 0,
         servers: Mapping[str, str] | None = None,
         queue_size: int | None = None,
-        batch_size: int = 256,
+        batch_size: int = 128,
+        flush_interval: float = 0.25,
         close_timeout: float = 5.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
-        self._exporter = exporter
-        self._recent_size = recent
+        self._sink = sink
         self._servers = {k: _server(v) for k, v in (servers or {}).items()}
         self._queue: deque[RequestRecord] = deque()
         self._queue_size = queue_size if queue_size is not None else config.writer_queue
         self._batch_size = batch_size
+        self._flush_interval = flush_interval
         self._close_timeout = close_timeout
-        self.active = bool(config.otlp_endpoint) or exporter is not None or recent > 0
-        """Whether spans are built at all (an endpoint, an exporter or a ring to fill)."""
+        self.active = bool(config.otlp_endpoint) or sink is not None or recent > 0
+        """Whether spans are built at all (an endpoint, a sink or a ring to fill)."""
         ratio = config.trace_sample_ratio
         self._sample_below = 1 << 64 if ratio >= 1.0 else int(ratio * (1 << 64))
         """A record whose trace id's low 64 bits are below this is traced (the rule of
         OpenTelemetry's ``TraceIdRatioBased``); records with a failure always are."""
+        # OTEL_RESOURCE_ATTRIBUTES is merged, as every OpenTelemetry SDK does;
+        # service.name from the config wins.
+        self.resource: dict[str, AttributeValue] = {
+            **env_resource_attributes(env if env is not None else os.environ),
+            "service.name": config.service_name,
+            "telemetry.sdk.name": "brace",
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.version": __version__,
+        }
         self.sampled_out = 0
         """Records not traced because of ``telemetry.trace_sample_ratio``."""
         self.dropped = 0
@@ -169,54 +134,44 @@ class Tracer:
         """Records turned into spans."""
         self.errors = 0
         """Records that could not be turned into spans (bad ids...)."""
-        self._provider: TracerProvider | None = None
-        self._otel: trace_api.Tracer | None = None
-        self._ids = _FedIds()
-        self._ring: _RecentSpans | None = None
-        self._wake = asyncio.Event()
-        self._convert_lock = asyncio.Lock()
+        self._exporter: OtlpHttpExporter | None = None
+        self._ring: deque[SpanData] | None = deque(maxlen=recent) if recent > 0 else None
+        self._keys = _Keys()
+        # child span ids must be random, not secret: a PRNG seeded from the OS
+        self._rand = random.Random(os.urandom(16))
+        self._wake: asyncio.Event | None = None
+        self._convert_lock: asyncio.Lock | None = None
         self._task: asyncio.Task[None] | None = None
+        self._started = False
         self._closed = False
 
-    async def start(self) -> None:
-        if not self.active or self._provider is not None:
-            return
-        cfg = self.config
-        no_metrics = NoOpMeterProvider()
-        # Resource.create also merges OTEL_RESOURCE_ATTRIBUTES (deployment.environment...),
-        # as every OpenTelemetry SDK does; service.name from the config wins.
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": cfg.service_name}),
-            # every submitted record is exported: the record does not carry the caller's
-            # sampled flag, and an OTEL_TRACES_SAMPLER meant for something else must not
-            # silently drop Brace's spans.
-            sampler=ALWAYS_ON,
-            id_generator=self._ids,
-            # aclose() shuts the provider down; an atexit hook would also keep every
-            # provider (one per gateway or test) alive until the process ends.
-            shutdown_on_exit=False,
-            # the SDK's own self-metrics would otherwise go to the global meter provider
-            meter_provider=no_metrics,
-        )
-        if cfg.otlp_endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    @property
+    def export_failures(self) -> int:
+        """Export requests the collector never accepted (after retries)."""
+        return self._exporter.failed if self._exporter is not None else 0
 
-            otlp = OTLPSpanExporter(
-                endpoint=cfg.otlp_endpoint,
-                headers=dict(cfg.otlp_headers) or None,
+    def stats(self) -> dict[str, int]:
+        """For ``/metrics``: records queued, traced and dropped; ``errors`` adds records
+        that could not become spans and export requests the collector never took."""
+        return {
+            "queued": len(self._queue),
+            "written": self.traced,
+            "dropped": self.dropped,
+            "errors": self.errors + self.export_failures,
+        }
+
+    async def start(self) -> None:
+        if not self.active or self._started:
+            return
+        self._started = True
+        if self.config.otlp_endpoint:
+            self._exporter = OtlpHttpExporter(
+                self.config.otlp_endpoint,
+                dict(self.config.otlp_headers),
                 timeout=self._close_timeout,
-                meter_provider=no_metrics,
             )
-            provider.add_span_processor(BatchSpanProcessor(otlp, meter_provider=no_metrics))
-        if self._exporter is not None:
-            provider.add_span_processor(
-                BatchSpanProcessor(self._exporter, meter_provider=no_metrics)
-            )
-        if self._recent_size > 0:
-            self._ring = _RecentSpans(self._recent_size)
-            provider.add_span_processor(self._ring)
-        self._provider = provider
-        self._otel = provider.get_tracer(_SCOPE)
+        self._wake = asyncio.Event()
+        self._convert_lock = asyncio.Lock()
         self._task = asyncio.create_task(self._run(), name="brace-tracer")
 
     def submit(self, record: RequestRecord) -> None:
@@ -230,123 +185,125 @@ class Tracer:
             self.dropped += 1
             return
         self._queue.append(record)
-        self._wake.set()
+        if self._wake is not None and len(self._queue) >= self._batch_size:
+            self._wake.set()
 
     async def flush(self) -> None:
-        """Turn every queued record into spans and push them through the exporters."""
+        """Turn every queued record into spans and send them (each batch once)."""
         await self._drain()
-        if self._provider is not None:
-            timeout_ms = int(self._close_timeout * 1000)
-            await asyncio.to_thread(self._provider.force_flush, timeout_ms)
 
-    def recent(self, trace_id: str | None = None) -> list[ReadableSpan]:
-        """The last finished spans kept in memory (``recent=`` > 0), of one trace or all."""
+    def recent(self, trace_id: str | None = None) -> list[SpanData]:
+        """The last spans kept in memory (``recent=`` > 0), of one trace or all."""
         if self._ring is None:
             return []
-        return self._ring.spans(int(trace_id, 16) if trace_id is not None else None)
+        spans = list(self._ring)
+        return spans if trace_id is None else [s for s in spans if s.trace_id == trace_id]
 
     async def aclose(self) -> None:
-        """Drain the queue, flush the exporters and shut the provider down (bounded)."""
+        """Drain the queue and send what is left, within ``close_timeout``."""
         if self._closed:
             return
         self._closed = True
-        deadline = asyncio.get_running_loop().time() + self._close_timeout
+        if self._exporter is not None:
+            self._exporter.deadline = asyncio.get_running_loop().time() + self._close_timeout
         try:
-            async with asyncio.timeout_at(deadline):
-                await self._drain()
+            async with asyncio.timeout(self._close_timeout):
+                await self._drain()  # after the batch the background task may be sending
         except TimeoutError:
             log.warning("tracer: queue not drained in %.1fs; dropped the rest", self._close_timeout)
+        task, self._task = self._task, None
+        await stop_task(task)
         # left over: a drain cut short, or records submitted to a tracer never started
         self.dropped += len(self._queue)
         self._queue.clear()
-        task, self._task = self._task, None
-        await stop_task(task)
-        provider, self._provider = self._provider, None
-        if provider is None:
-            return
-        remaining = max(0.05, deadline - asyncio.get_running_loop().time())
-        # shutdown() flushes the batch processors and closes the exporters; it runs in a
-        # thread (exports are blocking HTTP) and is waited on for a bounded time only.
-        flushing = asyncio.ensure_future(asyncio.to_thread(_shutdown, provider, remaining))
-        done, _ = await asyncio.wait({flushing}, timeout=remaining + 1.0)
-        if not done:
-            log.warning("tracer: exporter did not shut down in %.1fs", self._close_timeout)
+        if self._exporter is not None:
+            await self._exporter.aclose()
 
     # -- background -------------------------------------------------------------------
 
     async def _run(self) -> None:
+        assert self._wake is not None
         while True:
-            await self._wake.wait()
+            if len(self._queue) < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()
             await self._drain()
 
     async def _drain(self) -> None:
+        if self._convert_lock is None:  # never started
+            return
         async with self._convert_lock:
-            while self._queue and self._otel is not None:
+            while self._queue:
                 n = min(self._batch_size, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(n)]
-                await asyncio.to_thread(self._convert, batch)
+                spans = self._convert(batch)
+                if self._ring is not None:
+                    self._ring.extend(spans)
+                if spans and (self._exporter is not None or self._sink is not None):
+                    body = encode_request(
+                        spans, resource=self.resource, scope=_SCOPE, keys=self._keys
+                    )
+                    if self._sink is not None:
+                        await self._sink(body)
+                    if self._exporter is not None:
+                        await self._exporter.export(body)
+                else:
+                    await asyncio.sleep(0)  # let requests run between batches
 
-    def _convert(self, batch: Sequence[RequestRecord]) -> None:
+    def _convert(self, batch: Sequence[RequestRecord]) -> list[SpanData]:
+        out: list[SpanData] = []
         for record in batch:
             try:
-                self._spans(record)
+                spans = self._spans(record)
             except Exception:  # one bad record must never stop the tracer
                 self.errors += 1
                 if self.errors == 1:
                     log.exception("tracer: could not build spans for %s", record.request_id)
             else:
+                out += spans
                 self.traced += 1
+        return out
 
-    def _spans(self, record: RequestRecord) -> None:
-        otel = self._otel
-        assert otel is not None  # _drain only converts while started
-        trace_id = int(record.trace_id, 16)
+    def _spans(self, record: RequestRecord) -> list[SpanData]:
+        trace_id = record.trace_id
+        span_id = record.span_id
+        if len(trace_id) != 32 or len(span_id) != 16 or not _hex(trace_id + span_id):
+            raise ValueError(f"bad trace or span id: {trace_id!r} {span_id!r}")
         start = _ns(record.started_at)
         end = start + _ns(record.duration)
-
-        if record.parent_span_id:
-            parent = trace_api.SpanContext(
-                trace_id=trace_id,
-                span_id=int(record.parent_span_id, 16),
-                is_remote=True,
-                trace_flags=TraceFlags(TraceFlags.SAMPLED),
-            )
-            parent_ctx = trace_api.set_span_in_context(
-                trace_api.NonRecordingSpan(parent), Context()
-            )
-            self._ids.feed(span_id=int(record.span_id, 16))
-        else:
-            # a new trace: an explicit empty context, never the current one (the worker
-            # copied whatever span was current where start() was awaited)
-            parent_ctx = Context()
-            self._ids.feed(trace_id=trace_id, span_id=int(record.span_id, 16))
-
-        span = otel.start_span(
+        bits = self._rand.getrandbits
+        span = SpanData(
             f"{record.operation} {record.model}",
-            context=parent_ctx,
-            kind=SpanKind.CLIENT,
-            attributes=self._request_attributes(record),
-            start_time=start,
+            KIND_CLIENT,
+            trace_id,
+            span_id,
+            record.parent_span_id or None,
+            start,
+            end,
+            self._request_attributes(record),
+            parent_remote=bool(record.parent_span_id),
         )
-        self._ids.feed()  # children get random ids even if the SDK consumed fewer
-        ctx = trace_api.set_span_in_context(span, Context())
-
+        out = [span]
         if record.queue_wait and record.queue_wait > 0:
-            admission = otel.start_span(
-                "brace.admission",
-                context=ctx,
-                kind=SpanKind.INTERNAL,
-                attributes=_clean(
-                    {
-                        "brace.group": record.model,
-                        "brace.priority": record.priority,
-                        "brace.queue_wait_s": record.queue_wait,
-                    }
-                ),
-                start_time=start,
+            out.append(
+                SpanData(
+                    "brace.admission",
+                    KIND_INTERNAL,
+                    trace_id,
+                    f"{bits(64) or 1:016x}",
+                    span_id,
+                    start,
+                    start + _ns(record.queue_wait),
+                    _clean(
+                        {
+                            "brace.group": record.model,
+                            "brace.priority": record.priority,
+                            "brace.queue_wait_s": record.queue_wait,
+                        }
+                    ),
+                )
             )
-            admission.end(end_time=start + _ns(record.queue_wait))
 
         retries: dict[str, int] = {}
         groups: list[str] = []
@@ -370,26 +327,29 @@ class Tracer:
             if server is not None:
                 attrs["server.address"], attrs["server.port"] = server
             a_start = start + _ns(attempt.offset)
-            child = otel.start_span(
+            child = SpanData(
                 f"brace.attempt {attempt.deployment}",
-                context=ctx,
-                kind=SpanKind.CLIENT,
-                attributes=_clean(attrs),
-                start_time=a_start,
+                KIND_CLIENT,
+                trace_id,
+                f"{bits(64) or 1:016x}",
+                span_id,
+                a_start,
+                a_start + _ns(attempt.duration),
+                _clean(attrs),
             )
             if attempt.error_class is not None:
-                child.set_status(Status(StatusCode.ERROR, attempt.error or attempt.error_class))
-            child.end(end_time=a_start + _ns(attempt.duration))
+                child.status_code = STATUS_ERROR
+                child.status_message = attempt.error or attempt.error_class
+            out.append(child)
 
         if record.ttft is not None:
-            span.add_event(
-                "gen_ai.first_token",
-                {"brace.ttft_s": record.ttft},
-                timestamp=start + _ns(record.ttft),
+            span.events.append(
+                ("gen_ai.first_token", start + _ns(record.ttft), {"brace.ttft_s": record.ttft})
             )
         if record.error_class is not None:
-            span.set_status(Status(StatusCode.ERROR, record.error or record.error_class))
-        span.end(end_time=end)
+            span.status_code = STATUS_ERROR
+            span.status_message = record.error or record.error_class
+        return out
 
     def _request_attributes(self, record: RequestRecord) -> dict[str, AttributeValue]:
         provider = record.provider
@@ -401,7 +361,6 @@ class Tracer:
             "gen_ai.request.model": record.model,
             "gen_ai.request.stream": record.stream,
             "gen_ai.response.model": record.response_model,
-            # not on RequestRecord yet: picked up as soon as it is added there
             "gen_ai.response.id": record.response_id,
             "gen_ai.response.finish_reasons": record.finish_reasons or None,
             "gen_ai.usage.input_tokens": record.input_tokens,
@@ -443,6 +402,14 @@ def _keep(record: RequestRecord, below: int) -> bool:
         return True
 
 
+def _hex(value: str) -> bool:
+    try:
+        int(value, 16)
+    except ValueError:
+        return False
+    return True
+
+
 def _ns(seconds: float) -> int:
     return round(seconds * _NS)
 
@@ -461,8 +428,3 @@ def _server(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return parts.hostname or "", port
-
-
-def _shutdown(provider: TracerProvider, timeout: float) -> None:
-    provider.force_flush(int(timeout * 1000))
-    provider.shutdown()
