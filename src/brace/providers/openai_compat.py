@@ -131,10 +131,8 @@ class OpenAIProvider:
                     continue
                 block, buf = buf[: end + 2], buf[end + 2 :]
                 frame, done = self._frame(block)
-                if b'"usage":{' in frame or b'"finish_reason":"' in frame:
-                    frame = _note_usage(frame, meta, strip_usage)
-                if not finished and b'"finish_reason":"' in frame:
-                    finished = True
+                frame, finish = _note_usage(frame, meta, strip_usage)
+                finished = finished or finish
                 if frame:
                     yield frame
                 if done:
@@ -154,6 +152,9 @@ class OpenAIProvider:
 
     def _frame(self, block: bytes) -> tuple[bytes, bool]:
         """Check a block of complete events: (the frame to relay, [DONE] seen)."""
+        fast = _clean_frame(block)
+        if fast is not None:
+            return fast
         events = block.split(b"\n\n")
         events.pop()  # the block ends with a blank line
         changed = done = False
@@ -185,36 +186,79 @@ class OpenAIProvider:
         return (b"\n\n".join(kept) + b"\n\n" if kept else b""), done
 
 
-def _note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) -> bytes:
+_DONE_EVENT = b"data: [DONE]\n\n"
+_USAGE = b'"usage":{'
+_FINISH = b'"finish_reason":"'
+
+
+def _clean_frame(block: bytes) -> tuple[bytes, bool] | None:
+    """The common case at the cost of four scans of the whole block: every event one
+    ``data: {...}`` line, then maybe ``data: [DONE]`` — relayed as it is (without the
+    ``[DONE]``, which the gateway writes itself).  ``None``: anything else (comments,
+    ``event:`` or multi-line fields, CRs, an error event, ``[DONE]`` mid-block: every
+    boundary must be ``}\\n\\ndata: {``), which :meth:`OpenAIProvider._frame` checks event
+    by event."""
+    done = block.endswith(_DONE_EVENT)
+    body = block[: -len(_DONE_EVENT)] if done else block
+    n = body.count(b"\n\n")
+    if (
+        n
+        and body.startswith(b"data: {")
+        and body.endswith(b"}\n\n")
+        and body.count(b"\n") == 2 * n  # no newline but the blank lines between events
+        and body.count(b"}\n\ndata: {") == n - 1  # so every event is one data: {...} line
+        and b'data: {"error"' not in body
+    ):
+        return body, done
+    return None
+
+
+def _note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) -> tuple[bytes, bool]:
     """Record usage, finish reasons and the model from the events that carry them;
-    drop the usage-only event Brace asked for on the caller's behalf."""
-    kept: list[bytes] = []
-    dropped = False
-    for ev in frame.split(b"\n\n"):
-        if not ev:
+    drop the usage-only event Brace asked for on the caller's behalf.  Returns the
+    frame and whether it holds a finish reason.  Only the events holding a marker are
+    looked at (found by searching the frame, not by splitting it)."""
+    starts: set[int] = set()
+    finish = False
+    for marker in (_USAGE, _FINISH):
+        i = frame.find(marker)
+        while i >= 0:
+            finish = finish or marker is _FINISH
+            start = frame.rfind(b"\n\n", 0, i)
+            starts.add(0 if start < 0 else start + 2)
+            i = frame.find(marker, i + 1)
+    if not starts:
+        return frame, False
+    dropped: list[tuple[int, int]] = []
+    for start in sorted(starts):
+        end = frame.find(b"\n\n", start)
+        end = len(frame) if end < 0 else end
+        try:
+            chunk = orjson.loads(frame[start + 6 : end])
+        except orjson.JSONDecodeError:
             continue
-        if b'"usage":{' in ev or b'"finish_reason":"' in ev:
-            try:
-                chunk = orjson.loads(ev[6:])
-            except orjson.JSONDecodeError:
-                kept.append(ev)
-                continue
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                meta["usage"] = usage
-                meta["response_model"] = chunk.get("model")
-                meta["response_id"] = chunk.get("id")
-            for choice in chunk.get("choices") or ():
-                reason = choice.get("finish_reason") if isinstance(choice, dict) else None
-                if isinstance(reason, str):
-                    meta.setdefault("finish_reasons", []).append(reason)
-            if strip_usage and isinstance(usage, dict) and not chunk.get("choices"):
-                dropped = True
-                continue
-        kept.append(ev)
+        if not isinstance(chunk, dict):
+            continue
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            meta["usage"] = usage
+            meta["response_model"] = chunk.get("model")
+            meta["response_id"] = chunk.get("id")
+        for choice in chunk.get("choices") or ():
+            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+            if isinstance(reason, str):
+                meta.setdefault("finish_reasons", []).append(reason)
+        if strip_usage and isinstance(usage, dict) and not chunk.get("choices"):
+            dropped.append((start, min(end + 2, len(frame))))
     if not dropped:
-        return frame
-    return b"".join(e + b"\n\n" for e in kept)
+        return frame, finish
+    pieces = []
+    last = 0
+    for start, end in dropped:
+        pieces.append(frame[last:start])
+        last = end
+    pieces.append(frame[last:])
+    return b"".join(pieces), finish
 
 
 def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
