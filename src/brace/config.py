@@ -383,6 +383,14 @@ class ServerConfig(_Frozen):
     """Local mode (no master key, no virtual key) on a non-loopback address serves
     anyone who can reach it: refused at start-up unless this is ``true``
     (``brace serve --allow-unauthenticated``)."""
+    gc_threshold: int = Field(default=20_000, ge=0)
+    """``brace serve`` only (it owns the process): the generation-0 threshold of
+    Python's cyclic garbage collector while serving (Python's default: 700), after
+    freezing what start-up allocated (``gc.freeze``).  At 700, the objects of the
+    requests in flight keep crossing the threshold and the collector ran ~2,000
+    times a minute under load, ~38 µs per request (``docs/benchmarks.md``); garbage
+    cycles are still collected, ~20,000 allocations apart.  ``0`` leaves the
+    collector as Python set it.  The in-process client never touches it."""
 
 
 class KeysConfig(_Frozen):

@@ -10,6 +10,7 @@ A client that disconnects cancels its handler, which closes its upstream request
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from ..telemetry.hub import Telemetry
 from ._http import LOOPBACK, REQUEST_IDS, RequestIds
 from .routes import admin, chat, embeddings, keys, logs, metrics, models, ui
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "tune_gc"]
 
 log = logging.getLogger("brace.gateway")
 
@@ -151,8 +152,10 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        restore_gc = None
         try:
             bound = await self.start(host=host, port=port)
+            restore_gc = tune_gc(self.config.server.gc_threshold)
             if on_started is not None:
                 maybe = on_started(bound)
                 if maybe is not None:
@@ -166,3 +169,23 @@ class Gateway:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             await self.stop()
+            if restore_gc is not None:
+                restore_gc()
+
+
+def tune_gc(threshold: int) -> Callable[[], None] | None:
+    """Collect, freeze what exists (start-up's objects are never collected again) and
+    raise the generation-0 threshold to ``threshold``; returns what undoes it
+    (``None`` when ``threshold`` is 0: the collector is left alone)."""
+    if threshold <= 0:
+        return None
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(threshold, before[1], before[2])
+
+    def restore() -> None:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+    return restore
