@@ -253,7 +253,7 @@ async def _render_stream(
             await resp.write(first)
             async for frame in chunks:
                 await resp.write(frame)
-        await resp.write(_DONE)
+        await resp.write_eof(_DONE)  # with the chunked terminator: one send, not two
     except BraceError as exc:
         # After the first byte the status is sent: end with an SSE error event,
         # never a silent truncation.  The OpenAI SDKs raise it as an APIError.
