@@ -141,6 +141,9 @@ class BaseStore(abc.ABC):
         self._queue: collections.deque[RequestRecord] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
+        self._flushing = 0
+        """Callers waiting in :meth:`flush`: the writer writes everything, not only
+        full batches."""
         self._writer: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
         self._closing = False
@@ -226,8 +229,12 @@ class BaseStore(abc.ABC):
             return
         if self._writer.done():
             return
-        self._wake.set()
-        await self._drained.wait()
+        self._flushing += 1
+        try:
+            self._wake.set()
+            await self._drained.wait()
+        finally:
+            self._flushing -= 1
 
     async def aclose(self) -> None:
         """Write everything queued, stop the tasks, close the database."""
@@ -276,7 +283,13 @@ class BaseStore(abc.ABC):
                     # the shutdown for every remaining batch
                     self.dropped += len(self._queue)
                     self._queue.clear()
-            self._drained.set()
+                if len(self._queue) < self.batch_rows and not (self._closing or self._flushing):
+                    # what arrived while that batch was written waits for the next
+                    # interval: a few large batches cost far less than a stream of
+                    # small ones (every statement hands the GIL back and forth)
+                    break
+            if not self._queue:
+                self._drained.set()
             if self._closing:
                 return
 
