@@ -514,10 +514,10 @@ async def test_a_deployment_without_rpm_learns_the_limit_and_paces(start: Start)
     """No rpm configured, the upstream sends x-ratelimit headers: the limit is learned
     from the first answers, and once learned the load is paced without 429s.
 
-    While the first answers come back, the requests they let go find the upstream's
-    bucket spent (Brace ignores x-ratelimit-remaining-requests unless it is 0, see
-    tests/unit/test_pacing.py): 28-47 upstream 429s of 150 today, all retried; the
-    bound here is one bucketful."""
+    While the first answers come back, x-ratelimit-remaining-requests tells Brace how
+    much of the upstream's bucket is already spent, so the requests they let go do not
+    run into it: 0 upstream 429s of 150 measured (28-47 before remaining was used);
+    the bound leaves 5% for a busy machine."""
     sp = start({"mocks": {"up": {"rpm": RPM, "burst_seconds": 1}}, "gateway": single()})
     first = await run_load([sp.gateway], [body()] * 150, 50)
     s1 = await stats(sp.mocks["up"])
@@ -537,6 +537,6 @@ async def test_a_deployment_without_rpm_learns_the_limit_and_paces(start: Start)
     assert cap["configured_rpm"] is None
     assert cap["learned_rpm"] == RPM
     assert cap["effective_rpm"] is not None
-    assert upstream_429s(s1) <= RATE, s1["by_status"]
+    assert upstream_429s(s1) <= 0.05 * 150, s1["by_status"]
     assert upstream_429s(s2) - upstream_429s(s1) <= 0.05 * 200, s2["by_status"]
     assert second.wall <= 1.35 * ideal, second.wall

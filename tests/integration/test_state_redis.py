@@ -81,6 +81,8 @@ async def test_script_waits_match_the_local_arithmetic(
     limits = Limits(rpm=120, tpm=6000, burst_seconds=2)  # 4 requests; 200 tokens
     steps: list[tuple[str, int, float]] = [
         ("reserve", 150, 60),
+        ("spent", 3, 120),  # the upstream says: 3 requests and 120 tokens left
+        ("peek", 0, 0),
         ("reserve", 100, 60),
         ("reserve", 10, 0.5),  # refused
         ("adjust", -80, 0),
@@ -90,6 +92,10 @@ async def test_script_waits_match_the_local_arithmetic(
         ("reserve", 0, 60),
         ("adjust", 30, 0),
         ("peek", 1, 0),
+        ("spent", 0, -1),  # no request left; tokens not said
+        ("peek", 0, 0),
+        ("spent", 50, 10_000),  # more than the bucket holds: changes nothing
+        ("peek", 0, 0),
         ("block", 0, 9),
         ("peek", 0, 0),
         ("reserve", 5, 60),
@@ -103,6 +109,10 @@ async def test_script_waits_match_the_local_arithmetic(
         elif op == "peek":
             want_wait = await local.peek("d", limits, tokens)
             assert await shared.peek("d", limits, tokens) == pytest.approx(want_wait, abs=0.05)
+        elif op == "spent":
+            tokens_left = None if arg < 0 else int(arg)
+            await local.spent("d", limits, tokens, tokens_left)
+            await shared.spent("d", limits, tokens, tokens_left)
         elif op == "adjust":
             await local.adjust("d", limits, tokens)
             await shared.adjust("d", limits, tokens)

@@ -255,12 +255,6 @@ async def test_successes_grow_the_factor_back() -> None:
     assert p.pacer.factor == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: every 429 cuts the rate factor by 20%, so the few 429s of one overshoot "
-    "(all answered within milliseconds) compound: 5 → factor 0.33, and the deployment runs "
-    "at a third of its limit (and admission's retry-after triples) for ~70 successes",
-)
 async def test_the_429s_of_one_overshoot_cut_the_factor_once() -> None:
     p = Paced([RateLimited("slow down", retry_after=0.01)], rpm=600)
     for _ in range(5):
@@ -334,13 +328,6 @@ async def test_an_empty_upstream_bucket_blocks_only_until_one_request_refills() 
     assert await p.pacer.peek(1) <= 60 / 3000 + 1e-9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: x-ratelimit-remaining-requests is ignored unless it is 0: a limit learned "
-    "from headers starts with a full local burst although the upstream says most of it is "
-    "spent, so the requests sent while the answers come back go into 429s (28-47 upstream "
-    "429s of 150 requests in the integration test)",
-)
 async def test_learned_pacing_respects_the_remaining_requests() -> None:
     script = [
         with_headers(ratelimit_headers(600, 9, "100ms")),

@@ -308,3 +308,34 @@ def test_invalid_url_is_a_config_error_without_the_password(clock: FakeClock) ->
     assert info.value.__cause__ is None
     with pytest.raises(ValueError):
         RedisLimiter("redis://localhost", clock=clock, op_timeout=0)
+
+
+# -- what the upstream says is left
+
+
+async def test_spent_leaves_only_what_the_upstream_has_left(lim: LocalLimiter) -> None:
+    limits = Limits(rpm=120, tpm=None, burst_seconds=5)  # T = 0.5 s, burst = 10
+    await lim.spent("d", limits, 3, None)
+    assert await waits(lim, limits, [0] * 5) == pytest.approx([0.0, 0.0, 0.0, 0.5, 1.0])
+
+
+async def test_spent_never_gives_back_what_is_already_used(lim: LocalLimiter) -> None:
+    limits = Limits(rpm=120, tpm=None, burst_seconds=5)
+    await waits(lim, limits, [0] * 8)  # 2 left locally
+    await lim.spent("d", limits, 9, None)  # the upstream thinks more is left: ignored
+    assert await waits(lim, limits, [0] * 3) == pytest.approx([0.0, 0.0, 0.5])
+    await lim.spent("d", limits, None, None)  # nothing said: nothing changes
+    assert await lim.peek("d", limits) == pytest.approx(1.0)
+
+
+async def test_spent_with_nothing_left_waits_one_interval_and_tokens_too(
+    lim: LocalLimiter,
+) -> None:
+    limits = Limits(rpm=120, tpm=6000, burst_seconds=2)  # T = 0.5 s; 200 tokens
+    await lim.spent("d", limits, 0, 50)
+    assert await lim.peek("d", limits, 0) == pytest.approx(0.5)
+    # tokens: 50 left, so 100 tokens wait for 50 more (0.5 s at 100 tokens/s)
+    assert await lim.peek("e", limits, 100) == 0.0
+    await lim.spent("e", limits, None, 50)
+    assert await lim.peek("e", limits, 100) == pytest.approx(0.5)
+    assert await lim.peek("e", limits, 0) == 0.0  # requests untouched

@@ -127,6 +127,8 @@ class Pacer:
         self.headroom = config.headroom
         self.in_flight = 0
         self.throttled = 0  # upstream 429s seen despite pacing
+        self._cut_until = -math.inf
+        """429s before this time belong to the overshoot that last cut ``factor``."""
 
     # ----------------------------------------------------------------- limits
 
@@ -182,6 +184,22 @@ class Pacer:
             self.learned_tpm = info.tokens_limit
         return info
 
+    async def sync(self, info: RateLimitInfo) -> None:
+        """Trust what the upstream says is left over the local bucket when it is less:
+        other clients of the same key, another region's gateway or a restart may have
+        spent what this gateway thinks it still has.  The requests this gateway has in
+        flight are counted as not yet seen by the upstream (the conservative side).
+        With nothing left, the next request waits one emission interval (60/limit s),
+        not the header's full reset: one more is free once one has refilled."""
+        if info.requests_remaining is None and info.tokens_remaining is None:
+            return
+        lim = self.limits()
+        if lim is None:
+            return
+        others = max(0, self.in_flight - 1)  # besides the request that brought the headers
+        requests = None if info.requests_remaining is None else info.requests_remaining - others
+        await self.backend.spent(self.key, lim, requests, info.tokens_remaining)
+
     def succeeded(self) -> None:
         if self.factor < 1.0:
             self.factor = min(1.0, self.factor + 0.01)
@@ -193,7 +211,13 @@ class Pacer:
     def failed(self, error_class: str) -> None:
         if error_class == "rate_limited":
             self.throttled += 1
-            self.factor = max(0.25, self.factor * 0.8)
+            # One cut per overshoot: the 429s of requests that were already on their
+            # way when the first came back are the same event (TCP cuts once per
+            # round trip for the same reason); 0.8^5 would run at a third of the limit.
+            now = self._clock.now()
+            if now >= self._cut_until:
+                self.factor = max(0.25, self.factor * 0.8)
+                self._cut_until = now + max(1.0, self.burst_seconds)
         if self.adaptive and error_class in _OVERLOAD:
             self.concurrency_limit = max(1.0, self.concurrency_limit * 0.75)
 
@@ -261,11 +285,8 @@ class PacingPolicy:
                 raise
             pacer.succeeded()
             info = pacer.learn(result.upstream)
-            if info is not None and info.requests_remaining == 0 and info.requests_reset:
-                # empty: one more request is free once one has refilled (60/limit s), not
-                # once the whole bucket has (what the reset header measures)
-                one = 60.0 / info.requests_limit if info.requests_limit else info.requests_reset
-                await pacer.backend.block(pacer.key, min(info.requests_reset, one))
+            if info is not None:
+                await pacer.sync(info)
             if isinstance(result, StreamResponse):
                 return StreamResponse(
                     result.chunks,

@@ -15,7 +15,16 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["EPSILON", "MAX_WAIT_CAP", "Intervals", "book", "check_wait", "intervals", "start_at"]
+__all__ = [
+    "EPSILON",
+    "MAX_WAIT_CAP",
+    "Intervals",
+    "book",
+    "check_wait",
+    "intervals",
+    "spent",
+    "start_at",
+]
 
 EPSILON = 1e-9
 """Slack for float noise when a wait is compared with ``max_wait``."""
@@ -65,3 +74,22 @@ def check_wait(max_wait: float, tokens: int) -> float:
     if math.isnan(max_wait):
         raise ValueError("max_wait must be a number")
     return min(max(max_wait, 0.0), MAX_WAIT_CAP)
+
+
+def spent(
+    now: float,
+    tat_r: float,
+    tat_t: float,
+    iv: Intervals,
+    requests_left: int | None,
+    tokens_left: int | None,
+) -> tuple[float, float]:
+    """The TATs once the upstream has said how much is left: at most ``requests_left``
+    requests and ``tokens_left`` tokens may start now (``None``: not said).  TATs only
+    move forward: a bucket already emptier than that stays as it is."""
+    ri, rtau, ti, ttau = iv
+    if ri > 0 and requests_left is not None:
+        tat_r = max(tat_r, now + rtau - max(0, requests_left) * ri)
+    if ti > 0 and tokens_left is not None:
+        tat_t = max(tat_t, now + ttau - max(0, tokens_left) * ti)
+    return tat_r, tat_t

@@ -77,6 +77,11 @@ class LocalLimiter:
     async def peek(self, key: str, limits: Limits, tokens: int = 0) -> float:
         return self.peek_now(key, limits, tokens)
 
+    async def spent(
+        self, key: str, limits: Limits, requests_left: int | None, tokens_left: int | None
+    ) -> None:
+        self.spent_now(key, limits, requests_left, tokens_left)
+
     async def get_learned(self, key: str) -> Learned | None:
         return self.learned_now(key)
 
@@ -152,6 +157,16 @@ class LocalLimiter:
             cell.r = max(cell.r, now + rtau)
         if limits.tpm:
             cell.t = max(cell.t, now + ttau)
+
+    def spent_now(
+        self, key: str, limits: Limits, requests_left: int | None, tokens_left: int | None
+    ) -> None:
+        if requests_left is None and tokens_left is None:
+            return
+        now = self._clock.now()
+        iv = _gcra.intervals(limits.rpm, limits.tpm, limits.burst_seconds)
+        cell = self._cell(key, now)
+        cell.r, cell.t = _gcra.spent(now, cell.r, cell.t, iv, requests_left, tokens_left)
 
     def block_now(self, key: str, seconds: float) -> None:
         if not seconds > 0:

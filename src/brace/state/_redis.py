@@ -106,6 +106,7 @@ class RedisLimiter:
         self._reserve = self._redis.register_script(_scripts.RESERVE)
         self._adjust = self._redis.register_script(_scripts.ADJUST)
         self._block = self._redis.register_script(_scripts.BLOCK)
+        self._spent = self._redis.register_script(_scripts.SPENT)
         self._heartbeat = self._redis.register_script(_scripts.HEARTBEAT)
         self._clock = clock
         self._ns = namespace
@@ -293,6 +294,31 @@ class RedisLimiter:
             await self._block(keys=[self.limiter_key(key)], args=[repr(float(seconds))])
 
         await self._call(op, lambda: self._local.block_now(key, seconds))
+
+    async def spent(
+        self, key: str, limits: Limits, requests_left: int | None, tokens_left: int | None
+    ) -> None:
+        if requests_left is None and tokens_left is None:
+            return
+        ri, rtau, ti, ttau = _gcra.intervals(limits.rpm, limits.tpm, limits.burst_seconds)
+        args: list[str | int] = [
+            repr(ri),
+            repr(rtau),
+            -1 if requests_left is None else max(0, requests_left),
+            repr(ti),
+            repr(ttau),
+            -1 if tokens_left is None else max(0, tokens_left),
+        ]
+
+        async def op() -> None:
+            await self._spent(keys=[self.limiter_key(key)], args=args)
+
+        await self._call(
+            op,
+            lambda: self._local.spent_now(
+                key, limits.divided(self.live_instances), requests_left, tokens_left
+            ),
+        )
 
     async def get_learned(self, key: str) -> Learned | None:
         async def op() -> Learned | None:

@@ -12,7 +12,7 @@ The arithmetic is :mod:`._gcra`'s; keep the two in step.
 
 from __future__ import annotations
 
-__all__ = ["ADJUST", "BLOCK", "HEARTBEAT", "RESERVE"]
+__all__ = ["ADJUST", "BLOCK", "HEARTBEAT", "RESERVE", "SPENT"]
 
 _PRELUDE = """
 local function now_s()
@@ -92,6 +92,22 @@ local until_ = now + tonumber(ARGV[1])
 b = math.max(b or until_, until_)
 r = math.max(r or until_, until_)
 t = math.max(t or until_, until_)
+save(KEYS[1], now, r, t, b)
+return 1
+"""
+)
+
+SPENT = (
+    _PRELUDE
+    + """
+-- KEYS[1] limiter hash; ARGV: request interval, request tau, requests left (-1: unknown),
+-- token interval, token tau, tokens left (-1: unknown)
+local ri, rtau, nreq = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ti, ttau, ntok = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local now = now_s()
+local r, t, b = load(KEYS[1])
+if ri > 0 and nreq >= 0 then r = math.max(r or now, now + rtau - nreq * ri) end
+if ti > 0 and ntok >= 0 then t = math.max(t or now, now + ttau - ntok * ti) end
 save(KEYS[1], now, r, t, b)
 return 1
 """

@@ -105,6 +105,13 @@ class LimiterBackend(Protocol):
         """No reservation for ``key`` may start before ``seconds`` from now."""
         ...
 
+    async def spent(
+        self, key: str, limits: Limits, requests_left: int | None, tokens_left: int | None
+    ) -> None:
+        """The upstream says only this much is left now (rate-limit headers): no more
+        than ``requests_left`` requests and ``tokens_left`` tokens may start at once."""
+        ...
+
     async def peek(self, key: str, limits: Limits, tokens: int = 0) -> float:
         """The wait a reservation would get now, without booking anything."""
         ...
