@@ -263,6 +263,10 @@ async def test_the_429s_of_one_overshoot_cut_the_factor_once() -> None:
         p.clock.advance(0.01)
     assert p.pacer.throttled == 5
     assert p.pacer.factor == pytest.approx(0.8)
+    p.clock.advance(1.0)  # a second later: a new overshoot, a new cut
+    with pytest.raises(RateLimited):
+        await p.send()
+    assert p.pacer.factor == pytest.approx(0.64)
 
 
 # --------------------------------------------------------------------------- learned limits
