@@ -248,6 +248,7 @@ def test_demo_prints_port_and_models(demo: tuple[CliProcess, str]) -> None:
     gw, base = demo
     status, body = http_get(base.removesuffix("/v1") + "/readyz")
     assert status == 200, body
+    gw.wait_for_line(r"^\s*curl ", timeout=10)  # printed just after the listening line
     lines = gw.stdout.splitlines()
     # One line each, whatever the width: scripts and log scrapers read them.
     assert f"brace gateway listening on {base} (4 models: {', '.join(DEMO_MODELS)})" in lines

@@ -155,11 +155,11 @@ class Gateway:
         restore_gc = None
         try:
             bound = await self.start(host=host, port=port)
-            restore_gc = tune_gc(self.config.server.gc_threshold)
             if on_started is not None:
                 maybe = on_started(bound)
                 if maybe is not None:
                     await maybe
+            restore_gc = tune_gc(self.config.server.gc_threshold)
             await stop.wait()
             log.info(
                 "shutting down: draining in-flight requests (up to %ss)",
