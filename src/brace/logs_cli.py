@@ -217,7 +217,8 @@ def _print_request(out: Console, r: dict[str, Any]) -> None:
         elif a["group"] != r["model"]:
             marks.append(f"fallback → {a['group']}")
         elif i > 0:
-            marks.append("retry")
+            waited = a.get("retry_delay")
+            marks.append("retry" if waited is None else f"retry after {_ms(waited)} ms")
         outcome = (
             f"[red]{a.get('status') or '-'} {escape(a['error_class'])}[/]"
             if failed

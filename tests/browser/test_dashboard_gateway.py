@@ -211,6 +211,11 @@ def test_request_log_filters_and_the_failed_over_trace(keyed: Tab, served: Serve
     )
     assert any("flaky" in t and "overloaded 503" in t for t in labels), labels
     assert "1 absorbed" in page.inner_text("#trace-facts")
+    # the failover went at once to the other deployment: it waited 0 ms; the first, no retry
+    waited = page.eval_on_selector_all(
+        "table.attempts tbody td.waited", "els => els.map(e => e.textContent)"
+    )
+    assert waited == ["–", "0 ms"]
     page.screenshot(path="/tmp/brace-dashboard-trace.png")
     assert keyed.errors == []
 

@@ -76,7 +76,7 @@ STORY = rec(
     hedged=True,
     attempts=[
         AttemptRecord("gpt-a", "gpt", "openai", 0.0, 0.1, "rate_limited", 429),
-        AttemptRecord("gpt-b", "gpt", "openai", 0.15, 0.2, "server_error", 500),
+        AttemptRecord("gpt-b", "gpt", "openai", 0.15, 0.2, "server_error", 500, retry_delay=0.05),
         AttemptRecord("claude-a", "claude", "anthropic", 0.4, 0.8, None, 200),
         AttemptRecord("claude-b", "claude", "anthropic", 0.6, 0.5, None, 200, hedge=True),
     ],
@@ -220,6 +220,7 @@ def test_one_request_and_its_trace(log: Log) -> None:
     assert one["fallback"] == ["gpt", "claude"] and one["group"] == "claude"
     assert [a["deployment"] for a in one["attempts"]] == ["gpt-a", "gpt-b", "claude-a", "claude-b"]
     assert one["attempts"][3]["hedge"] is True and one["absorbed"] == 2
+    assert [a["retry_delay"] for a in one["attempts"]] == [None, 0.05, None, None]
     status, missing = get(f"{log.url}/admin/requests/nope")
     assert status == 404 and missing["error"]["code"] == "not_found"
     assert missing["error"]["param"] == "request_id"
@@ -345,7 +346,7 @@ def test_trace_draws_the_attempt_timeline(log: Log) -> None:
     attempts = [line for line in out.splitlines() if "█" in line]
     assert len(attempts) == 4
     assert "gpt-a" in attempts[0] and "429 rate_limited" in attempts[0]
-    assert "gpt-b" in attempts[1] and "retry" in attempts[1]
+    assert "gpt-b" in attempts[1] and "retry after 50 ms" in attempts[1]
     assert "claude-a" in attempts[2] and "fallback → claude" in attempts[2]
     assert "claude-b" in attempts[3] and "hedge" in attempts[3] and "200 ok" in attempts[3]
     # the bars start where the attempts start: later attempts start further right

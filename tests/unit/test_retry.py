@@ -110,6 +110,8 @@ async def test_503_is_retried_at_once_on_another_deployment() -> None:
         ("b", None, 200, 0.0),
     ]
     assert g.retried() == [Retried("r1", "g", "a", "overloaded", 0.0, 2)]
+    # the retry went at once: waited 0 s; the first attempt was no retry
+    assert [a.retry_delay for a in req.meta["attempts"]] == [None, 0.0]
 
 
 async def test_failed_deployments_are_excluded_from_later_attempts() -> None:
@@ -171,6 +173,8 @@ async def test_single_deployment_honours_retry_after_on_the_clock() -> None:
     assert body_of(await task) == "later"
     assert g.calls("a") == 2
     assert g.retried() == [Retried("r1", "g", "a", "rate_limited", 2.0, 2)]
+    assert [a.retry_delay for a in req.meta["attempts"]] == [None, 2.0]
+    assert "retry_delay" not in req.meta  # taken by the attempt it belongs to
 
 
 async def test_retry_after_past_the_deadline_fails_at_once() -> None:

@@ -398,6 +398,7 @@ async def test_attempt_spans_are_children_with_times_and_error_status(traced: An
                 error_class=None,
                 status=200,
                 hedge=True,
+                retry_delay=0.25,
             ),
         ]
     )
@@ -425,6 +426,7 @@ async def test_attempt_spans_are_children_with_times_and_error_status(traced: An
     assert fa["brace.attempt.retry"] == 0
     assert fa["brace.attempt.fallback"] == 0
     assert fa["brace.hedge"] is False
+    assert "brace.attempt.retry_delay_s" not in fa  # a first attempt waited for nothing
     assert failed.kinds["http.response.status_code"] == "int_value"
     assert failed.start_ns == round(T0 * NS)
     assert failed.end_ns == round(T0 * NS) + round(0.3 * NS)
@@ -435,6 +437,8 @@ async def test_attempt_spans_are_children_with_times_and_error_status(traced: An
     assert oa["brace.attempt.index"] == 1
     assert oa["brace.attempt.retry"] == 1
     assert oa["brace.hedge"] is True
+    assert oa["brace.attempt.retry_delay_s"] == 0.25
+    assert ok.kinds["brace.attempt.retry_delay_s"] == "double_value"
     assert ok.start_ns == round(T0 * NS) + NS // 2
     assert ok.end_ns == round(T0 * NS) + round(1.75 * NS)
 

@@ -40,6 +40,9 @@ class Attempt(NamedTuple):
     hedge: bool = False
     group: str = ""
     error: str | None = None
+    retry_delay: float | None = None
+    """The backoff the retry policy waited before this attempt (``None``: not a retry
+    after a wait decision — a first attempt, a hedge, a fallback)."""
 
 
 class AttemptPolicy:
@@ -150,6 +153,7 @@ class AttemptPolicy:
                 bool(req.meta.get("hedge")),
                 self._group,
                 exc.message if exc is not None else None,
+                req.meta.pop("retry_delay", None),
             )
         )
         if not self._events.wants(AttemptEnded):

@@ -168,6 +168,7 @@ class RetryPolicy:
                             req.request_id, self._group, dep, exc.error_class, delay, attempt + 1
                         )
                     )
+                    meta["retry_delay"] = delay  # the next attempt records it
                     if delay > 0:
                         await clock.sleep(delay)
             meta["retry"] = False

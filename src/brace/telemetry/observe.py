@@ -154,6 +154,7 @@ class ObservePolicy:
                 a.status,
                 a.hedge,
                 a.error,
+                a.retry_delay,
             )
             for a in meta.get("attempts", ())
         ]

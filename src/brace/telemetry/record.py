@@ -31,6 +31,8 @@ class AttemptRecord:
     status: int | None
     hedge: bool = False
     error: str | None = None
+    retry_delay: float | None = None
+    """Seconds the retry policy waited (backoff or ``retry-after``) before this attempt."""
 
 
 @dataclass(slots=True)

@@ -322,6 +322,7 @@ class Tracer:
                 "brace.hedge": attempt.hedge,
                 "http.response.status_code": attempt.status,
                 "error.type": attempt.error_class,
+                "brace.attempt.retry_delay_s": attempt.retry_delay,
             }
             server = self._servers.get(attempt.deployment)
             if server is not None:

@@ -853,10 +853,12 @@
         card("Request", h("dl", { class: "facts", id: "trace-facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", null, v)])))),
       card("Attempts", h("div", { class: "table-scroll" }, h("table", { class: "data attempts" },
         h("caption", { class: "sr-only", text: "Attempts of this request" }),
-        h("thead", null, h("tr", null, ["#", "Deployment", "Group", "Provider", "Start", "Duration", "Outcome", "Status", "Error"].map((t) => h("th", { scope: "col", text: t })))),
+        h("thead", null, h("tr", null, ["#", "Deployment", "Group", "Provider", "Start", "Waited before", "Duration", "Outcome", "Status", "Error"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", null, attempts.map((a) => h("tr", { class: a.error_class ? "failed" : "" },
           h("td", { text: a.n }), h("td", { class: "mono", text: a.deployment }), h("td", { text: a.group || "–" }), h("td", { text: a.provider || "–" }),
-          h("td", { class: "num", text: "+" + fmtSec(a.offset) }), h("td", { class: "num", text: fmtSec(a.duration) }),
+          h("td", { class: "num", text: "+" + fmtSec(a.offset) }),
+          h("td", { class: "num waited", title: "backoff (or retry-after) the retry policy waited before this attempt", text: a.retry_delay == null ? "–" : fmtSec(a.retry_delay) }),
+          h("td", { class: "num", text: fmtSec(a.duration) }),
           h("td", null, a.error_class ? badge(a.error_class, "bad") : badge("ok", "ok"), a.hedge ? badge("hedge", "info") : null),
           h("td", { text: a.status ?? "–" }), h("td", { class: "small", text: a.error || "" }))))))));
   }

@@ -22,7 +22,14 @@ from typing import Any, ClassVar, Literal
 
 from ..._tasks import stop_task
 from ..record import RequestRecord
-from ._schema import MIGRATIONS, REQUEST_COLUMNS, Migration, row_to_attempt, row_to_request
+from ._schema import (
+    ATTEMPT_COLUMNS,
+    MIGRATIONS,
+    REQUEST_COLUMNS,
+    Migration,
+    row_to_attempt,
+    row_to_request,
+)
 
 __all__ = ["BaseStore", "GroupBy", "InvalidQuery", "decode_cursor", "encode_cursor"]
 
@@ -46,10 +53,7 @@ MAX_BUCKETS = 2_000
 
 _LIST_COLUMNS = ", ".join(c for c in REQUEST_COLUMNS if c != "content")
 _ALL_COLUMNS = ", ".join(REQUEST_COLUMNS)
-_ATTEMPT_SELECT = (
-    'request_id, seq, deployment, grp, provider, "offset", duration, error_class, status, '
-    "hedge, error"
-)
+_ATTEMPT_SELECT = ", ".join(ATTEMPT_COLUMNS)
 
 
 class InvalidQuery(ValueError):

@@ -174,6 +174,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DROP INDEX IF EXISTS requests_deployment",
         ),
     ),
+    Migration(
+        "0006_attempt_retry_delay",
+        # the backoff waited before a retried attempt (NULL: none was decided)
+        ("ALTER TABLE attempts ADD COLUMN retry_delay DOUBLE PRECISION",),
+    ),
 )
 """Every migration this Brace knows, in the order they apply.  Append only: never
 edit or reorder a released migration; add ``0003_...``."""
@@ -250,6 +255,7 @@ ATTEMPT_COLUMNS: tuple[str, ...] = (
     "status",
     "hedge",
     "error",
+    "retry_delay",
 )
 
 _BOOLS = ("stream", "hedged", "client_disconnected")
@@ -318,6 +324,7 @@ def attempt_rows(r: RequestRecord) -> list[tuple[Any, ...]]:
             a.status,
             int(a.hedge),
             a.error,
+            _float(a.retry_delay),
         )
         for seq, a in enumerate(r.attempts)
     ]
