@@ -167,6 +167,8 @@ RATE = RPM / 60
 class Run:
     load: Load
     stats: dict[str, Any]
+    logged: list[dict[str, Any]]
+    """The gateway's request log of the run (``GET /admin/requests``)."""
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +182,14 @@ def rpm_run() -> Iterator[Run]:
 
         async def go() -> Run:
             load = await run_load([sp.gateway], [body()] * 300, 50)
-            return Run(load, await stats(sp.mocks["up"]))
+            mock_stats = await stats(sp.mocks["up"])
+            logged: list[dict[str, Any]] = []
+            for _ in range(100):  # the request log is written in batches, 0.25 s apart
+                logged = (await get_json(f"{sp.gateway}/admin/requests?limit=1000"))["data"]
+                if len(logged) >= 300:
+                    break
+                await asyncio.sleep(0.05)
+            return Run(load, mock_stats, logged)
 
         yield asyncio.run(go())
     finally:
@@ -220,6 +229,18 @@ def test_rpm_pacing_never_stalls(rpm_run: Run) -> None:
     """Paced at 50/s, answers come back every ~20 ms: never a pause of a quarter second
     (today: one of ~1.0 s right after the first burst, in every run)."""
     assert rpm_run.load.longest_pause() < 0.25, rpm_run.load.longest_pause()
+
+
+def test_the_wait_for_capacity_is_in_the_request_log(rpm_run: Run) -> None:
+    """Requests that waited in the admission queue (and for their reservation) say so:
+    50 clients at 50/s keep ~50 requests waiting behind the bucket, so the later ones
+    wait up to ~1 s; the trace's admission span is drawn from this value."""
+    logged = rpm_run.logged
+    assert len(logged) == 300
+    waits = sorted(r["queue_wait"] or 0.0 for r in logged)
+    assert sum(1 for w in waits if w > 0) >= 200, waits[:20]
+    assert waits[-1] >= 0.5 * 50 / RATE, waits[-5:]
+    assert all((r["queue_wait"] or 0.0) <= r["duration"] for r in logged)
 
 
 def sizes(n: int) -> list[int]:

@@ -117,6 +117,21 @@ async def test_no_capacity_queues_the_request_until_capacity_comes() -> None:
     assert q.policy.admitted_after_wait == 1
 
 
+async def test_the_wait_in_the_queue_is_noted_for_the_trace() -> None:
+    q = Queue()
+    waiting = Request("chat", "chat", {}, request_id="w", meta={"prompt_tokens_est": 10})
+    task = asyncio.ensure_future(q.handler(waiting))
+    await q.settle()
+    q.clock.advance(0.5)
+    await q.open_one()  # one more second, then a slot
+    await task
+    assert waiting.meta["queue_wait"] == pytest.approx(1.5)
+    q.capacity.slots = 1
+    direct = Request("chat", "chat", {}, request_id="d", meta={"prompt_tokens_est": 10})
+    await q.handler(direct)
+    assert "queue_wait" not in direct.meta  # the fast path waited for nothing
+
+
 async def test_the_dispatcher_sleeps_for_the_known_wait() -> None:
     q = Queue(wait=0.25)
     task = q.submit("r")

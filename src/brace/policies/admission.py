@@ -193,7 +193,7 @@ class AdmissionPolicy:
                     ) from None
                 outcome = w.outcome
                 assert outcome is not None
-                meta["on_admit"] = _admit_callback(outcome)
+                meta["on_admit"] = _admit_callback(outcome, meta, self._clock, now)
                 try:
                     result = await inner(req)
                 except NoCapacity as nc:
@@ -256,8 +256,18 @@ class AdmissionPolicy:
         }
 
 
-def _admit_callback(outcome: asyncio.Future[float | bool | None]) -> Callable[[], None]:
+def _admit_callback(
+    outcome: asyncio.Future[float | bool | None],
+    meta: dict[str, Any],
+    clock: Clock,
+    queued_at: float,
+) -> Callable[[], None]:
+    """Called by pacing once the request's reservation is granted and waited for: the
+    next waiter may go, and the request notes how long it waited in all
+    (``queue_wait``: the queue, then the reservation)."""
+
     def admitted() -> None:
+        meta["queue_wait"] = clock.now() - queued_at
         if not outcome.done():
             outcome.set_result(True)
 

@@ -267,6 +267,8 @@ class PacingPolicy:
                     )
                 if reservation.wait > 0:
                     await pacer._clock.sleep(reservation.wait)
+                    if "attempts" not in meta:  # the wait before the first attempt
+                        meta["queue_wait"] = meta.get("queue_wait", 0.0) + reservation.wait
             admitted = meta.get("on_admit")
             if admitted is not None:
                 admitted()
