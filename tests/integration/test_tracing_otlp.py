@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -194,3 +195,97 @@ async def test_close_is_bounded_when_the_collector_hangs() -> None:
         assert time.monotonic() - t < 3.0
     finally:
         await runner.cleanup()
+
+
+class FlakyCollector(Collector):
+    """Answers ``statuses`` in turn (then 200), with ``Retry-After: 0`` on errors."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        super().__init__()
+        self.statuses = statuses
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        if self.statuses:
+            status = self.statuses.pop(0)
+            await request.read()
+            return web.Response(status=status, headers={"Retry-After": "0"})
+        return await super().handle(request)
+
+
+async def serve_collector(c: Collector) -> tuple[web.AppRunner, int]:
+    app = web.Application()
+    app.router.add_post("/v1/traces", c.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+async def test_retryable_answers_are_retried_until_delivered() -> None:
+    c = FlakyCollector([503, 429])
+    runner, port = await serve_collector(c)
+    try:
+        tracer = Tracer(TelemetryConfig(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces"))
+        await tracer.start()
+        tracer.submit(_record("0af7651916cd43dd8448eb211c80319d", None))
+        await tracer.flush()
+        assert c.calls == 3
+        assert [s.name for _, s in c.spans()].count("chat smart") == 1
+        assert tracer.export_failures == 0 and tracer.stats()["errors"] == 0
+        await tracer.aclose()
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("header", "calls", "error"),
+    [
+        ("x-api-key", 1, "HTTP 400"),  # 400 is not retryable
+        # credentials in the URL and an Authorization header: aiohttp refuses to send;
+        # the tracer counts it and lives on
+        ("authorization", 0, "ValueError"),
+    ],
+)
+async def test_a_rejected_batch_is_dropped_counted_and_logged_without_secrets(
+    caplog: pytest.LogCaptureFixture, header: str, calls: int, error: str
+) -> None:
+    c = FlakyCollector([400, 400])
+    runner, port = await serve_collector(c)
+    try:
+        cfg = TelemetryConfig(
+            otlp_endpoint=f"http://user:pa55word@127.0.0.1:{port}/v1/traces?token=t0ken",
+            otlp_headers={header: "Bearer s3cret"},
+        )
+        tracer = Tracer(cfg)
+        await tracer.start()
+        for n in range(2):
+            tracer.submit(_record(f"0af7651916cd43dd8448eb211c8031{n:02x}", None))
+            await tracer.flush()
+        assert c.calls == 2 * calls
+        assert tracer.export_failures == 2 and tracer.stats()["errors"] == 2
+        assert tracer.traced == 2  # the tracer itself lives on
+        await tracer.aclose()
+    finally:
+        await runner.cleanup()
+    logged = caplog.text
+    assert error in logged and f"127.0.0.1:{port}/v1/traces" in logged
+    for secret in ("pa55word", "t0ken", "s3cret", "user:"):
+        assert secret not in logged
+
+
+async def test_an_unreachable_collector_costs_bounded_retries_then_counts() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tracer = Tracer(
+        TelemetryConfig(otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces"), close_timeout=0.4
+    )
+    await tracer.start()
+    tracer.submit(_record("0af7651916cd43dd8448eb211c80319d", None))
+    t = time.monotonic()
+    await tracer.aclose()  # the retries (0.5 s, 1 s) would pass the close deadline: dropped
+    assert time.monotonic() - t < 2.0
+    assert tracer.export_failures == 1

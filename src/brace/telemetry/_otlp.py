@@ -301,6 +301,9 @@ class OtlpHttpExporter:
                     wait = _retry_after(resp.headers.get("Retry-After"))
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 error = f"{type(exc).__name__}: {exc}"[:200]
+            except Exception as exc:  # a request that cannot be made (bad URL, header clash)
+                error = f"{type(exc).__name__}: {exc}"[:200]
+                break
             if attempt + 1 < self._attempts:
                 delay = wait if wait is not None else 0.5 * 2**attempt
                 if self.deadline is not None and loop.time() + delay >= self.deadline:
