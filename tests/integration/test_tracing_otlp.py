@@ -57,16 +57,20 @@ def _value(v: AnyValue) -> Any:
     return getattr(v, kind) if kind else None
 
 
-@pytest.fixture
-async def collector() -> AsyncIterator[tuple[Collector, str]]:
-    c = Collector()
+async def serve_collector(c: Collector) -> tuple[web.AppRunner, int]:
     app = web.Application()
     app.router.add_post("/v1/traces", c.handle)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = runner.addresses[0][1]
+    return runner, runner.addresses[0][1]
+
+
+@pytest.fixture
+async def collector() -> AsyncIterator[tuple[Collector, str]]:
+    c = Collector()
+    runner, port = await serve_collector(c)
     yield c, f"http://127.0.0.1:{port}/v1/traces"
     await runner.cleanup()
 
@@ -212,16 +216,6 @@ class FlakyCollector(Collector):
             await request.read()
             return web.Response(status=status, headers={"Retry-After": "0"})
         return await super().handle(request)
-
-
-async def serve_collector(c: Collector) -> tuple[web.AppRunner, int]:
-    app = web.Application()
-    app.router.add_post("/v1/traces", c.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, runner.addresses[0][1]
 
 
 async def test_retryable_answers_are_retried_until_delivered() -> None:
