@@ -349,6 +349,30 @@ async def test_learned_pacing_respects_the_remaining_requests() -> None:
     assert sent <= 2
 
 
+async def test_only_a_remainder_below_the_bucket_reaches_the_limiter() -> None:
+    """Most answers say thousands are left: no limiter call for them (a Redis round
+    trip each on a shared limiter); a remainder below the bucket's size is applied."""
+    calls: list[tuple[int | None, int | None]] = []
+    p = Paced(
+        [
+            with_headers(ratelimit_headers(600, 599, "100ms")),  # bucket: 10 requests
+            with_headers(ratelimit_headers(600, 10, "1s")),
+            with_headers(ratelimit_headers(600, 4, "6s")),
+            ok_response(),
+        ]
+    )
+    original = p.limiter.spent
+
+    async def counted(key: str, limits: Any, requests: int | None, tokens: int | None) -> None:
+        calls.append((requests, tokens))
+        await original(key, limits, requests, tokens)
+
+    p.limiter.spent = counted  # type: ignore[method-assign]
+    for _ in range(3):
+        await p.send()
+    assert calls == [(4, None)]
+
+
 # --------------------------------------------------------------------------- concurrency
 
 

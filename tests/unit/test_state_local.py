@@ -339,3 +339,8 @@ async def test_spent_with_nothing_left_waits_one_interval_and_tokens_too(
     await lim.spent("e", limits, None, 50)
     assert await lim.peek("e", limits, 100) == pytest.approx(0.5)
     assert await lim.peek("e", limits, 0) == 0.0  # requests untouched
+
+
+def test_a_bucket_holds_burst_seconds_of_refill_and_at_least_one() -> None:
+    assert Limits(rpm=600, tpm=60_000, burst_seconds=2).bucket() == (20.0, 2000.0)
+    assert Limits(rpm=1, tpm=None, burst_seconds=1).bucket() == (1.0, None)

@@ -198,7 +198,16 @@ class Pacer:
             return
         others = max(0, self.in_flight - 1)  # besides the request that brought the headers
         requests = None if info.requests_remaining is None else info.requests_remaining - others
-        await self.backend.spent(self.key, lim, requests, info.tokens_remaining)
+        tokens = info.tokens_remaining
+        # Only a remainder below the local bucket's size can change it: most answers
+        # (thousands left of a minute's quota) cost no call, which matters on Redis.
+        request_bucket, token_bucket = lim.bucket()
+        if requests is not None and (request_bucket is None or requests >= request_bucket):
+            requests = None
+        if tokens is not None and (token_bucket is None or tokens >= token_bucket):
+            tokens = None
+        if requests is not None or tokens is not None:
+            await self.backend.spent(self.key, lim, requests, tokens)
 
     def succeeded(self) -> None:
         if self.factor < 1.0:

@@ -35,6 +35,14 @@ class Limits:
         if not (math.isfinite(self.burst_seconds) and self.burst_seconds > 0):
             raise ValueError(f"Limits.burst_seconds must be positive, not {self.burst_seconds!r}")
 
+    def bucket(self) -> tuple[float | None, float | None]:
+        """How many requests and tokens a full bucket holds (``None``: unlimited)."""
+        rpm, tpm = self.rpm, self.tpm
+        return (
+            None if rpm is None else max(self.burst_seconds * rpm / 60.0, 1.0),
+            None if tpm is None else max(self.burst_seconds * tpm / 60.0, 1.0),
+        )
+
     def divided(self, n: int) -> Limits:
         """This instance's share when ``n`` instances pace the same deployment alone."""
         if n <= 1:
