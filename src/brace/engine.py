@@ -140,7 +140,9 @@ class Engine:
             ]
             if cache_cfgs[name].enabled:
                 assert self._cache_backend is not None
-                cache = CachePolicy(cache_cfgs[name], self._cache_backend, price=self._cache_price)
+                cache = CachePolicy(
+                    cache_cfgs[name], self._cache_backend, price=self._cache_price(name)
+                )
                 self._caches.append(cache)
                 layers.append(cache)
             layers += [
@@ -229,9 +231,16 @@ class Engine:
             )
         return build_stack(balancer, core)
 
-    def _cache_price(self, deployment: str | None, model: str | None) -> tuple[float, float] | None:
-        p = self.pricing.price(deployment, model) if deployment else None
-        return (p.input, p.output) if p else None
+    def _cache_price(
+        self, group: str
+    ) -> Callable[[str | None, str | None], tuple[float, float] | None]:
+        """The cache's price lookup for ``group`` (what a hit saved)."""
+
+        def price(deployment: str | None, model: str | None) -> tuple[float, float] | None:
+            p = self.pricing.price(deployment, model, group=group) if deployment else None
+            return (p.input, p.output) if p else None
+
+        return price
 
     def _released(self) -> None:
         for admission in self._admissions.values():

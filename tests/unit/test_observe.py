@@ -63,3 +63,39 @@ def test_a_callers_traceparent_is_continued_not_replaced() -> None:
     (record,) = run([1_764_000_000.0], traceparent=f"00-{trace}-00f067aa0ba902b7-01")
     assert record.trace_id == trace and record.parent_span_id == "00f067aa0ba902b7"
     assert len(record.span_id) == 16 and record.span_id != "00f067aa0ba902b7"
+
+
+def test_one_deployment_id_in_two_groups_is_priced_by_the_group_that_answered() -> None:
+    """The default id (provider/model) repeats across groups: one model on two hosts at
+    different prices must not share a price."""
+    config = parse_config(
+        {
+            "models": {
+                "cheap": {
+                    "deployments": [
+                        {
+                            "provider": "vllm",
+                            "model": "llama",
+                            "base_url": "http://10.0.0.1:8000/v1",
+                            "prices": {"input": 1.0, "output": 2.0},
+                        }
+                    ]
+                },
+                "fast": {
+                    "deployments": [
+                        {
+                            "provider": "vllm",
+                            "model": "llama",
+                            "base_url": "http://10.0.0.2:8000/v1",
+                            "prices": {"input": 10.0, "output": 20.0},
+                        }
+                    ]
+                },
+            }
+        },
+        env={},
+    )
+    pricing = Pricing(config)
+    assert pricing.cost("vllm/llama", None, 1_000_000, 0, group="cheap") == 1.0
+    assert pricing.cost("vllm/llama", None, 1_000_000, 0, group="fast") == 10.0
+    assert pricing.cost("vllm/llama", None, 0, 1_000_000) == 2.0  # no group: the first

@@ -106,7 +106,7 @@ class Keys:
             seen.add(name)
             g = self.config.models[name]
             for d in g.deployments:
-                p = self.pricing.price(d.id)
+                p = self.pricing.price(d.id, group=name)
                 if p is not None:
                     price_in, price_out = max(price_in, p.input), max(price_out, p.output)
             todo.extend(rule.to for rule in g.fallbacks)
@@ -128,12 +128,14 @@ class Keys:
                 return 0.0
             details = usage.get("prompt_tokens_details")
             cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            fallback = meta.get("fallback")
             cost = self.pricing.cost(
                 deployment,
                 model if isinstance(model, str) else None,
                 _int(usage.get("prompt_tokens")),
                 _int(usage.get("completion_tokens")),
                 _int(cached),
+                group=fallback[-1] if fallback else req.model,
             )
             return float(cost or 0.0)
         except Exception:  # never fail a request over its bill

@@ -47,28 +47,41 @@ class Price:
 
 
 class Pricing:
-    """Price lookup for a config's deployments (configured first, then genai-prices)."""
+    """Price lookup for a config's deployments (configured first, then genai-prices).
+
+    Deployments are known by (model group, deployment id): a deployment's id is unique
+    within its group only (the default id, ``provider/model``, easily repeats across
+    groups, e.g. one model on two hosts at different prices).  A lookup without a
+    group takes the first group that has the id."""
 
     def __init__(self, config: BraceConfig) -> None:
-        self._configured: dict[str, Price] = {}
-        self._providers: dict[str, str] = {}
-        self._models: dict[str, str] = {}
-        for group in config.models.values():
+        self._configured: dict[tuple[str, str], Price] = {}
+        self._providers: dict[tuple[str, str], str] = {}
+        self._models: dict[tuple[str, str], str] = {}
+        self._first_group: dict[str, str] = {}
+        for group_name, group in config.models.items():
             for d in group.deployments:
-                self._providers[d.id] = d.provider
-                self._models[d.id] = d.model
+                key = (group_name, d.id)
+                self._first_group.setdefault(d.id, group_name)
+                self._providers[key] = d.provider
+                self._models[key] = d.model
                 if d.prices is not None:
-                    self._configured[d.id] = Price(
+                    self._configured[key] = Price(
                         d.prices.input, d.prices.output, d.prices.cached_input
                     )
         self._table: dict[tuple[str, str], Price | None] = {}
 
-    def price(self, deployment: str, response_model: str | None = None) -> Price | None:
-        configured = self._configured.get(deployment)
+    def price(
+        self, deployment: str, response_model: str | None = None, *, group: str | None = None
+    ) -> Price | None:
+        key = (group or "", deployment)
+        if key not in self._providers:
+            key = (self._first_group.get(deployment, ""), deployment)
+        configured = self._configured.get(key)
         if configured is not None:
             return configured
-        provider = self._providers.get(deployment)
-        model = response_model or self._models.get(deployment)
+        provider = self._providers.get(key)
+        model = response_model or self._models.get(key)
         if provider is None or model is None:
             return None
         key = (provider, model)
@@ -83,10 +96,12 @@ class Pricing:
         input_tokens: int | None,
         output_tokens: int | None,
         cached_tokens: int | None = None,
+        *,
+        group: str | None = None,
     ) -> float | None:
         if input_tokens is None and output_tokens is None:
             return None
-        price = self.price(deployment, response_model)
+        price = self.price(deployment, response_model, group=group)
         if price is None:
             return None
         return price.cost(input_tokens or 0, output_tokens or 0, cached_tokens or 0)

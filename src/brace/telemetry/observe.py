@@ -229,6 +229,7 @@ class ObservePolicy:
                     record.input_tokens,
                     record.output_tokens,
                     record.cached_tokens,
+                    group=record.group,
                 )
         return record
 
