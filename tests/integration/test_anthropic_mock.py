@@ -238,3 +238,31 @@ async def test_truncated_stream(mock_url: str, session: aiohttp.ClientSession) -
     p = provider(mock_url, session, **{"x-mock-fault": "truncate"})
     with pytest.raises(MalformedResponse, match="truncated"):
         await chunks(p, chat(stream=True))
+
+
+async def test_a_stream_leaves_its_usage_for_telemetry_and_budgets(
+    mock_url: str, session: aiohttp.ClientSession
+) -> None:
+    """Without include_usage the caller sees no usage chunk, but the request's cost
+    still needs it: the adapter leaves usage, model, id and finish reasons in meta."""
+    p = provider(mock_url, session)
+    req = chat(stream=True)
+    parts = await chunks(p, req)
+    assert all(c["choices"] for c in parts)  # no usage chunk for the caller
+    meta = req.meta
+    assert meta["usage"]["prompt_tokens"] > 0 and meta["usage"]["completion_tokens"] > 0
+    assert meta["response_id"] == parts[0]["id"] and meta["response_model"] == "claude-mock"
+    assert meta["finish_reasons"] == ["stop"]
+
+
+async def test_a_stream_cut_after_its_first_chunk_still_reports_input_tokens(
+    mock_url: str, session: aiohttp.ClientSession
+) -> None:
+    p = provider(mock_url, session)
+    req = chat(stream=True)
+    resp = await p(req)
+    assert isinstance(resp, StreamResponse)
+    first = await anext(resp.chunks)
+    assert first
+    await resp.aclose()  # the client went away
+    assert req.meta["usage"]["prompt_tokens"] > 0

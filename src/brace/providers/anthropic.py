@@ -549,6 +549,7 @@ class StreamTranslator:
         "_prefix",
         "_tools",
         "_usage",
+        "finish_reasons",
         "finished",
     )
 
@@ -563,6 +564,7 @@ class StreamTranslator:
         self._id = ""
         self._prefix = b""
         self._usage: dict[str, Any] = {}
+        self.finish_reasons: list[str] = []
         self._block_tool: dict[int, int] = {}  # content block index -> tool call index
         self._json_blocks: set[int] = set()
         self._tools = 0
@@ -696,7 +698,21 @@ class StreamTranslator:
         stop = delta.get("stop_reason") if isinstance(delta, dict) else None
         if stop is None:
             return []
-        return [self._chunk({}, finish_reason(stop, tool_calls=self._tools > 0))]
+        reason = finish_reason(stop, tool_calls=self._tools > 0)
+        self.finish_reasons.append(reason)
+        return [self._chunk({}, reason)]
+
+    def note(self, meta: dict[str, Any]) -> None:
+        """Leave what the stream told so far — usage (OpenAI-shaped), the upstream's
+        model, message id and finish reasons — in ``meta`` for telemetry and budgets,
+        as the OpenAI adapter does: a stream cut short still reports its input tokens."""
+        if self._usage:
+            meta["usage"] = _usage(self._usage)
+        if self._id:
+            meta["response_model"] = self._model
+            meta["response_id"] = self._id
+        if self.finish_reasons:
+            meta["finish_reasons"] = list(self.finish_reasons)
 
     def finish(self) -> None:
         """Raise if the stream ended before ``message_stop`` (a truncated answer)."""
@@ -763,7 +779,9 @@ class AnthropicProvider:
                 deployment=self.id,
             )
             return StreamResponse(
-                self._relay(resp, translator), close=_closer(resp), upstream=resp.headers
+                self._relay(resp, translator, req.meta),
+                close=_closer(resp),
+                upstream=resp.headers,
             )
         raw = await read_body(resp, deployment=self.id)
         try:
@@ -776,7 +794,7 @@ class AnthropicProvider:
         return Response(orjson.dumps(out), _parsed=out, upstream=resp.headers)
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, translator: StreamTranslator
+        self, resp: aiohttp.ClientResponse, translator: StreamTranslator, meta: dict[str, Any]
     ) -> AsyncIterator[bytes]:
         try:
             async for events in iter_sse(resp, deployment=self.id):
@@ -784,11 +802,13 @@ class AnthropicProvider:
                 for name, data in events:
                     payloads.extend(translator.feed(name, data))
                 if payloads:
+                    translator.note(meta)  # before the caller sees it: a cut stream counts
                     yield sse_frame(payloads)
                 if translator.finished:
                     break
             translator.finish()
         finally:
+            translator.note(meta)
             if translator.finished:
                 resp.release()
             else:
