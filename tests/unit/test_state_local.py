@@ -299,6 +299,10 @@ def test_redact_url() -> None:
     assert redact_url("rediss://user:s3cret@host/1?password=x") == "rediss://user:***@host/1"
     assert redact_url("redis://localhost") == "redis://localhost"
     assert redact_url("unix:///tmp/r.sock?password=x") == "unix:///tmp/r.sock"
+    # an OTLP endpoint's user name may be a key too (Basic auth): dropped on request
+    otlp = "https://pk-1:sk-2@[::1]:4318/v1/traces?token=t"
+    assert redact_url(otlp, keep_user=False) == "https://[::1]:4318/v1/traces"
+    assert redact_url("http://h:99999/v1", keep_user=False) == "<unparsable url>"
 
 
 def test_invalid_url_is_a_config_error_without_the_password(clock: FakeClock) -> None:

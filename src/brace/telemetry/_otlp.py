@@ -27,9 +27,11 @@ import os
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import aiohttp
+
+from ..state._url import redact_url
 
 __all__ = [
     "KIND_CLIENT",
@@ -314,7 +316,7 @@ class OtlpHttpExporter:
         if self.failed == 1 or self.failed % 100 == 0:
             log.warning(
                 "tracer: exporting spans to %s failed (%s); %d batches dropped so far",
-                _safe_url(self.endpoint),
+                redact_url(self.endpoint, keep_user=False),
                 error,
                 self.failed,
             )
@@ -324,14 +326,6 @@ class OtlpHttpExporter:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-
-
-def _safe_url(url: str) -> str:
-    """``url`` without user info or query (either may carry a credential)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _retry_after(value: str | None) -> float | None:
