@@ -99,3 +99,12 @@ def test_one_deployment_id_in_two_groups_is_priced_by_the_group_that_answered() 
     assert pricing.cost("vllm/llama", None, 1_000_000, 0, group="cheap") == 1.0
     assert pricing.cost("vllm/llama", None, 1_000_000, 0, group="fast") == 10.0
     assert pricing.cost("vllm/llama", None, 0, 1_000_000) == 2.0  # no group: the first
+
+
+def test_the_group_that_answered_is_the_last_fallback_hop() -> None:
+    from brace.policies.fallback import answering_group
+
+    req = Request("chat", "smart", {"messages": []})
+    assert answering_group(req) == "smart"
+    req.meta["fallback"] = ["smart", "cheap", "local"]
+    assert answering_group(req) == "local"

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from ..config import BraceConfig
 from ..policies.budget import BudgetPolicy
+from ..policies.fallback import answering_group
 from ..policies.key_limits import KeyLimitPolicy
 from ..stack import Policy, Request, Response
 from ..state import LimiterBackend
@@ -128,14 +129,13 @@ class Keys:
                 return 0.0
             details = usage.get("prompt_tokens_details")
             cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            fallback = meta.get("fallback")
             cost = self.pricing.cost(
                 deployment,
                 model if isinstance(model, str) else None,
                 _int(usage.get("prompt_tokens")),
                 _int(usage.get("completion_tokens")),
                 _int(cached),
-                group=fallback[-1] if fallback else req.model,
+                group=answering_group(req),
             )
             return float(cost or 0.0)
         except Exception:  # never fail a request over its bill

@@ -24,7 +24,7 @@ from ..errors import AttemptsExhausted, NoCapacity, UpstreamFailure
 from ..events import EventBus, FellBack
 from ..stack import Handler, Request, Response, StreamResponse
 
-__all__ = ["FallbackPolicy"]
+__all__ = ["FallbackPolicy", "answering_group"]
 
 
 def _flatten(exc: UpstreamFailure) -> list[UpstreamFailure]:
@@ -104,3 +104,10 @@ class FallbackPolicy:
             return result
         known = [w for w in waits if w is not None]
         raise NoCapacity(none_now.message, wait=min(known) if known else None)
+
+
+def answering_group(req: Request) -> str:
+    """The model group that answered ``req``: its last fallback hop, else the group it
+    asked for (what prices, the request log and budgets attribute it to)."""
+    hops = req.meta.get("fallback")
+    return str(hops[-1]) if hops else req.model

@@ -23,6 +23,7 @@ from typing import Any
 from ..clock import Clock
 from ..errors import BraceError
 from ..events import EventBus
+from ..policies.fallback import answering_group
 from ..stack import Handler, Request, Response, StreamResponse
 from .cost import Pricing
 from .record import AttemptRecord, RequestEnded, RequestRecord
@@ -171,7 +172,7 @@ class ObservePolicy:
             duration=duration,
             status=200,
             stream=req.stream,
-            group=fallback[-1] if fallback else req.model,
+            group=answering_group(req),
             deployment=deployment,
             provider=self._providers.get(deployment) if deployment else None,
             ttft=ttft,
