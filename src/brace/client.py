@@ -167,7 +167,7 @@ class AsyncClient:
         self._seq += 1
         req = Request(operation, model, body, stream, f"inproc-{os.getpid()}-{self._seq}")
         if isinstance(timeout, int | float):
-            req.meta["timeout"] = float(timeout)
+            req.state.timeout = float(timeout)
         result = await self.engine.handler(model)(req)
         if isinstance(result, StreamResponse):
             return AsyncStream(result, req)

@@ -5,10 +5,10 @@ so they run the same stack.  Every group's stack is built here, in one place and
 in this order — **the first policy sees the request first**::
 
     observe       times the request; at its end emits one RequestEnded record (telemetry)
-    (extra policies given to the Engine, outermost first)
     deadline      sets the request's one deadline (group ``deadline``, or less if asked)
     cache         opt-in per group: an exact-match hit answers at once (JSON or replayed stream)
-    (guards given to the Engine: the gateway's key rate limits, then budgets)
+    key limits    with ``keys`` (the gateway): the virtual key's RPM/TPM, refused at once
+    budget        with ``keys``: hold the worst-case cost on key/team budgets, settle after
     admission     bounded priority queue, fair between tenants, honest 429s when full/late
     fallback      on a matching error class, try the next group's core (bounded hops);
                   with no capacity now, spill to a rate-limit fallback group that has some
@@ -24,31 +24,39 @@ in this order — **the first policy sees the request first**::
       attempt     first-token / total / stall timeouts, capped by the deadline
       provider    wire adapter + the shared HTTP client pool
 
-A config flag never reorders this: it only adds or removes its own layer.  The
-engine owns the shared upstream HTTP session and closes it in :meth:`aclose`.
+Each slot is filled here and only here (:meth:`Engine._layers` for a group's outer
+slots, :meth:`Engine._build_core` for its core): a config flag never reorders
+this, it only adds or removes its own layer.  What the layers share is made before
+them, in this order, so that building has no loop: the limiter backend, the
+``CapacityFreed`` signal (pacers call it, admission queues listen), the pacers and
+balancers of every group's core, the pricing, the cache backend, then each group's
+outer layers.  The engine owns the shared upstream HTTP session and closes it in
+:meth:`aclose`.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from .cache import CacheBackend, CachePolicy, make_backend
 from .clock import Clock, SystemClock
-from .config import BraceConfig
+from .config import BraceConfig, CacheConfig
 from .context import ContextPolicy, Encodings
 from .errors import ModelNotFound
 from .events import EventBus
-from .policies.admission import AdmissionPolicy
+from .policies.admission import AdmissionPolicy, CapacityFreed
 from .policies.attempt import AttemptPolicy
 from .policies.balance import Balancer, DeploymentState
 from .policies.breaker import BreakerPolicy, CircuitBreaker
+from .policies.budget import BudgetPolicy
 from .policies.deadline import DeadlinePolicy
 from .policies.fallback import FallbackPolicy
 from .policies.hedge import HedgePolicy
+from .policies.key_limits import KeyLimitPolicy
 from .policies.pacing import Pacer, PacingPolicy
 from .policies.retry import RetryBudget, RetryPolicy
 from .providers import make_provider, make_session
@@ -57,11 +65,17 @@ from .state import LimiterBackend, make_limiter
 from .telemetry.cost import Pricing
 from .telemetry.observe import ObservePolicy
 
+if TYPE_CHECKING:
+    from .keys import Keys
+
 __all__ = ["Engine"]
 
 
 class Engine:
-    """Owns the upstream session and the per-group stacks of one config."""
+    """Owns the upstream session and the per-group stacks of one config.
+
+    ``keys`` (the gateway's virtual keys and budgets) adds the key-limit and budget
+    slots; the in-process client has none."""
 
     def __init__(
         self,
@@ -70,16 +84,14 @@ class Engine:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         events: EventBus | None = None,
-        policies: Sequence[Policy] = (),
-        guards: Sequence[Policy] = (),
+        keys: Keys | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.rng = rng if rng is not None else random.Random()
         self.events = events if events is not None else EventBus()
-        self._policies = tuple(policies)
-        self._guards = tuple(guards)
+        self._keys = keys
         self._session = session
         self._owns_session = session is None
         self._stacks: dict[str, Handler] = {}
@@ -88,6 +100,8 @@ class Engine:
         self._budgets: dict[str, RetryBudget] = {}
         self._pacers: dict[str, Pacer] = {}
         self._admissions: dict[str, AdmissionPolicy] = {}
+        self._freed = CapacityFreed()
+        self._budget: BudgetPolicy | None = None
         self.limiter: LimiterBackend | None = None
         self._encodings = Encodings()
         self._cache_backend: CacheBackend | None = None
@@ -125,40 +139,62 @@ class Engine:
             providers=providers,
             capture_content=self.config.telemetry.capture_content,
         )
-        for name, group in self.config.models.items():
-            admission = AdmissionPolicy(
-                name,
-                max_queue=group.capacity.max_queue,
-                clock=self.clock,
-                rate=self._group_rate(name),
-            )
-            self._admissions[name] = admission
-            layers: list[Policy] = [
-                observe,
-                *self._policies,
-                DeadlinePolicy(group.deadline, clock=self.clock),
-            ]
-            if cache_cfgs[name].enabled:
-                assert self._cache_backend is not None
-                cache = CachePolicy(
-                    cache_cfgs[name], self._cache_backend, price=self._cache_price(name)
-                )
-                self._caches.append(cache)
-                layers.append(cache)
-            layers += [
-                *self._guards,
-                admission,
-                FallbackPolicy(
-                    name,
-                    group.fallbacks,
-                    self._cores,
-                    max_hops=group.max_fallbacks,
-                    clock=self.clock,
-                    events=self.events,
-                    spill=group.capacity.spill_to_fallback,
-                ),
-            ]
+        guards = self._guards()
+        for name in self.config.models:
+            layers = self._layers(name, observe, cache_cfgs[name], guards)
             self._stacks[name] = build_stack(self._cores[name], layers)
+
+    def _guards(self) -> list[Policy]:
+        """The key-limit and budget slots (only with ``keys``), shared by every group."""
+        keys = self._keys
+        if keys is None:
+            return []
+        assert self.limiter is not None
+        models = self.config.models
+        default_max = {n: g.capacity.default_max_tokens for n, g in models.items()}
+        self._budget = BudgetPolicy(
+            keys.ledger,
+            scopes=keys.ring.scopes,
+            prices={n: self.pricing.worst_prices(n) for n in models},
+            default_max_tokens=default_max,
+            cost=self.pricing.request_cost,
+        )
+        return [KeyLimitPolicy(self.limiter, default_max_tokens=default_max), self._budget]
+
+    def _layers(
+        self, name: str, observe: Policy, cache_cfg: CacheConfig, guards: list[Policy]
+    ) -> list[Policy]:
+        """A group's outer slots, outermost first: observe, deadline, cache, key limits,
+        budget, admission, fallback (the core goes below them)."""
+        group = self.config.models[name]
+        layers: list[Policy] = [observe, DeadlinePolicy(group.deadline, clock=self.clock)]
+        if cache_cfg.enabled:
+            assert self._cache_backend is not None
+            cache = CachePolicy(cache_cfg, self._cache_backend, price=self._cache_price(name))
+            self._caches.append(cache)
+            layers.append(cache)
+        admission = AdmissionPolicy(
+            name,
+            max_queue=group.capacity.max_queue,
+            clock=self.clock,
+            rate=self._group_rate(name),
+        )
+        self._admissions[name] = admission
+        self._freed.listen(admission.released)
+        return [
+            *layers,
+            *guards,
+            admission,
+            FallbackPolicy(
+                name,
+                group.fallbacks,
+                self._cores,
+                max_hops=group.max_fallbacks,
+                clock=self.clock,
+                events=self.events,
+                spill=group.capacity.spill_to_fallback,
+            ),
+        ]
 
     def _build_core(self, name: str, session: aiohttp.ClientSession) -> Handler:
         group = self.config.models[name]
@@ -173,9 +209,7 @@ class Engine:
                 layers.append(BreakerPolicy(breaker))
             pacer = self._pacers.get(f"{d.url}|{d.model}")
             if pacer is None:
-                pacer = Pacer(
-                    d, group.capacity, self.limiter, clock=clock, on_release=self._released
-                )
+                pacer = Pacer(d, group.capacity, self.limiter, clock=clock, on_release=self._freed)
                 self._pacers[pacer.key] = pacer
             layers.append(PacingPolicy(pacer, group.capacity))
             layers.append(AttemptPolicy(d.id, name, d.timeouts, clock=clock, events=events))
@@ -242,10 +276,6 @@ class Engine:
 
         return price
 
-    def _released(self) -> None:
-        for admission in self._admissions.values():
-            admission.released()
-
     def _group_rate(self, name: str) -> Callable[[int], float | None]:
         """Requests per second the group's deployments sustain (``None``: unknown)."""
 
@@ -301,6 +331,10 @@ class Engine:
         return {name: a.snapshot() for name, a in self._admissions.items()}
 
     async def aclose(self) -> None:
+        if self._budget is not None:  # settlements still running reach the ledger
+            await self._budget.drain()
+            self._budget = None
+        self._freed = CapacityFreed()
         for cache in self._caches:
             await cache.flush()
         self._caches.clear()

@@ -9,23 +9,37 @@ policy in the list sees the request first**.
 
 Bodies stay plain dicts (requests) and bytes (responses) on the hot path: no
 validation model ever wraps a whole body.
+
+What the layers decide about a request travels in :class:`RequestState`
+(``request.state``): typed, documented fields, each written by one layer (or the
+door) and read by the layers below it and by telemetry, plus
+:class:`Extensions`, a typed slot for what one policy keeps for itself or hands to
+one other policy without every layer knowing its type.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import orjson
 
+from .errors import BraceError
+
 __all__ = [
+    "Attempt",
+    "CacheOutcome",
+    "Extensions",
     "Handler",
     "Operation",
     "Policy",
     "Request",
+    "RequestState",
     "Response",
     "StreamResponse",
+    "answering_group",
     "build_stack",
     "collect_stream",
     "frame_payloads",
@@ -33,6 +47,163 @@ __all__ = [
 ]
 
 Operation = Literal["chat", "embeddings"]
+CacheOutcome = Literal["hit", "miss", "bypass"]
+
+T = TypeVar("T")
+
+
+class Attempt(NamedTuple):
+    """One attempt at a deployment, as the attempt policy records it in
+    :attr:`RequestState.attempts` (telemetry reads these)."""
+
+    deployment: str
+    error_class: str | None
+    status: int | None
+    duration: float
+    started: float
+    """On the engine's clock (monotonic)."""
+    hedge: bool = False
+    group: str = ""
+    error: str | None = None
+    retry_delay: float | None = None
+    """The backoff the retry policy waited before this attempt (``None``: not a retry
+    after a wait decision — a first attempt, a hedge, a fallback)."""
+
+
+class Extensions:
+    """Typed, policy-private data on a request, keyed by its class (tower's / http's
+    ``Extensions``): ``state.ext.insert(value)``, ``state.ext.get(MyType)``.
+
+    For what one layer keeps for itself, or hands to a layer it knows, without adding
+    a field every other layer must learn.  Empty until first used.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: dict[type, object] = {}
+
+    def insert(self, value: object) -> None:
+        """Keep ``value`` under its class (replacing one kept before)."""
+        self._items[type(value)] = value
+
+    def get(self, cls: type[T]) -> T | None:
+        """The value kept under ``cls``, or ``None``."""
+        value = self._items.get(cls)
+        return value if isinstance(value, cls) else None
+
+    def remove(self, cls: type[T]) -> T | None:
+        """Forget the value kept under ``cls``; returns it (or ``None``)."""
+        value = self._items.pop(cls, None)
+        return value if isinstance(value, cls) else None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def copy(self) -> Extensions:
+        out = Extensions()
+        out._items = self._items.copy()
+        return out
+
+
+@dataclass(slots=True)
+class RequestState:
+    """What the door and the layers decided about one request.
+
+    Each field says who writes it; the layers below and telemetry read it.  A request
+    that does not use a feature leaves its fields at their defaults (no cost).  Use
+    :attr:`ext` for anything that is not of general interest.
+    """
+
+    # ── set by the door (gateway route or in-process client) ──
+    tenant: str | None = None
+    """Who the request is for: the virtual key's id, ``master``, a hash of the local-mode
+    token; ``None`` in-process.  Admission's fairness and the cache's scope."""
+    priority: str | None = None
+    """``interactive`` | ``batch`` (``x-brace-priority`` or the key's); ``None``: interactive."""
+    timeout: float | None = None
+    """The caller's own time budget in seconds (``x-brace-timeout``); the deadline policy
+    caps the group's deadline by it."""
+    traceparent: str | None = None
+    """The caller's W3C ``traceparent``: the request's spans join the caller's trace."""
+    cache_control: tuple[str, ...] | None = None
+    """``x-brace-cache`` tokens (``use``, ``no-cache``, ``no-store``)."""
+    cache_max_age: float | None = None
+    """``x-brace-cache-max-age``: only a younger cache entry may answer."""
+
+    # ── set by the layers, outermost first ──
+    cache: CacheOutcome | None = None
+    """Cache policy: what the cache did (``x-brace-cache``)."""
+    cache_age: float | None = None
+    """Cache policy: the age of the entry that answered (a hit)."""
+    cache_saved_usd: float | None = None
+    """Cache policy: what the hit saved at the answering deployment's price."""
+    queue_wait: float | None = None
+    """Admission + pacing: seconds waited for capacity before the first attempt."""
+    on_admit: Callable[[], None] | None = None
+    """Admission → pacing: called once the request's reservation is granted, so the next
+    queued request may go (set only while admission holds the request)."""
+    fallback: list[str] | None = None
+    """Fallback policy: the groups tried, in order, when the request fell back
+    (``x-brace-fallback``); the last one answered."""
+    prompt_tokens: int | None = None
+    """Context policy: the prompt's counted tokens (after trimming)."""
+    context_trimmed: int | None = None
+    """Context policy: how many messages trimming dropped."""
+    prompt_tokens_est: int | None = None
+    """Pacing (or the first layer that needs it): the prompt estimate, computed once."""
+    retry: bool = False
+    """Retry policy: this pass through the balancer is a retry (charged to the budget)."""
+    retry_delay: float | None = None
+    """Retry policy → attempt policy: the wait chosen before the next attempt."""
+    exclude: set[str] | None = None
+    """Retry and hedge → balancer: deployments this request must not be sent to again."""
+    hedge: bool = False
+    """Hedge policy: this is the hedging (second) copy of the request."""
+    hedged: bool = False
+    """Hedge policy: the hedge answered."""
+    deployment: str | None = None
+    """Balancer: the deployment chosen last (the one that answered, on success)."""
+    attempts: list[Attempt] | None = None
+    """Attempt policy: every attempt, in the order they started."""
+
+    # ── set by the provider (streams: as chunks pass) ──
+    usage: dict[str, Any] | None = None
+    """A stream's OpenAI-shaped usage (a JSON answer carries its own in the body)."""
+    response_model: str | None = None
+    """A stream's ``model`` as the upstream named it."""
+    response_id: str | None = None
+    """A stream's completion id."""
+    finish_reasons: list[str] | None = None
+    """A stream's finish reasons, one per choice that finished."""
+
+    # ── set by whoever renders a stream ──
+    stream_error: BraceError | None = None
+    """The error that ended a stream after its first chunk went out."""
+    client_disconnected: bool = False
+    """The caller went away before the answer was complete."""
+
+    _ext: Extensions | None = None
+
+    @property
+    def ext(self) -> Extensions:
+        """Typed policy-private data (created on first use)."""
+        ext = self._ext
+        if ext is None:
+            ext = self._ext = Extensions()
+        return ext
+
+    def fork(self) -> RequestState:
+        """A copy for a second, concurrent pass through the lower layers (a hedge): the
+        same door fields and decisions so far, its own ``exclude`` and extensions, the
+        same ``attempts`` list (both copies record into it)."""
+        other = copy.copy(self)
+        if self.attempts is None:
+            self.attempts = []
+        other.attempts = self.attempts
+        other.exclude = None if self.exclude is None else set(self.exclude)
+        other._ext = None if self._ext is None else self._ext.copy()
+        return other
 
 
 @dataclass(slots=True)
@@ -40,9 +211,9 @@ class Request:
     """One call entering the stack.
 
     ``body`` is the caller's JSON body as a plain dict, untouched but for what a
-    policy must change (a provider rewrites ``model`` on its own copy).  ``meta`` is
-    a scratch space where policies leave what they decided (chosen deployment,
-    attempts...) for later layers, headers and telemetry.
+    policy must change (a provider rewrites ``model`` on its own copy).  ``state`` is
+    where the door and the policies leave what they decided (chosen deployment,
+    attempts...) for later layers, headers and telemetry: see :class:`RequestState`.
     """
 
     operation: Operation
@@ -52,7 +223,7 @@ class Request:
     request_id: str = ""
     deadline: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    state: RequestState = field(default_factory=RequestState)
 
 
 @dataclass(slots=True)
@@ -129,6 +300,13 @@ def build_stack(inner: Handler, policies: Sequence[Policy]) -> Handler:
     for policy in reversed(policies):
         handler = policy.wrap(handler)
     return handler
+
+
+def answering_group(req: Request) -> str:
+    """The model group that answered ``req``: its last fallback hop, else the group it
+    asked for (what prices, the request log and budgets attribute it to)."""
+    hops = req.state.fallback
+    return hops[-1] if hops else req.model
 
 
 def sse_frame(payloads: Iterable[bytes]) -> bytes:

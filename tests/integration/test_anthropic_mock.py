@@ -244,15 +244,16 @@ async def test_a_stream_leaves_its_usage_for_telemetry_and_budgets(
     mock_url: str, session: aiohttp.ClientSession
 ) -> None:
     """Without include_usage the caller sees no usage chunk, but the request's cost
-    still needs it: the adapter leaves usage, model, id and finish reasons in meta."""
+    still needs it: the adapter leaves usage, model, id and finish reasons in its state."""
     p = provider(mock_url, session)
     req = chat(stream=True)
     parts = await chunks(p, req)
     assert all(c["choices"] for c in parts)  # no usage chunk for the caller
-    meta = req.meta
-    assert meta["usage"]["prompt_tokens"] > 0 and meta["usage"]["completion_tokens"] > 0
-    assert meta["response_id"] == parts[0]["id"] and meta["response_model"] == "claude-mock"
-    assert meta["finish_reasons"] == ["stop"]
+    state = req.state
+    assert state.usage is not None
+    assert state.usage["prompt_tokens"] > 0 and state.usage["completion_tokens"] > 0
+    assert state.response_id == parts[0]["id"] and state.response_model == "claude-mock"
+    assert state.finish_reasons == ["stop"]
 
 
 async def test_a_stream_cut_after_its_first_chunk_still_reports_input_tokens(
@@ -265,4 +266,4 @@ async def test_a_stream_cut_after_its_first_chunk_still_reports_input_tokens(
     first = await anext(resp.chunks)
     assert first
     await resp.aclose()  # the client went away
-    assert req.meta["usage"]["prompt_tokens"] > 0
+    assert req.state.usage["prompt_tokens"] > 0

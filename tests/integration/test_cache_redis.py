@@ -55,7 +55,7 @@ async def test_two_gateways_share_entries(namespace: str) -> None:
         assert isinstance(result, Response)
         await policy.flush()
         await backend.aclose()
-        outcomes.append(req.meta["cache"])
+        outcomes.append(req.state.cache)
     assert outcomes == ["miss", "hit"] and len(provider.calls) == 1
 
 
@@ -97,7 +97,7 @@ async def test_policy_keeps_answering_while_redis_is_down(private_redis: Private
             "chat", "chat", {"model": "chat", "messages": [{"role": "user", "content": "q"}]}
         )
         result = await handler(req)
-        assert isinstance(result, Response) and req.meta["cache"] == "miss"
+        assert isinstance(result, Response) and req.state.cache == "miss"
     await policy.flush()
     await backend.aclose()
     assert len(provider.calls) == 2

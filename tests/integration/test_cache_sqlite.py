@@ -164,5 +164,5 @@ async def test_policy_over_sqlite_survives_a_restart(tmp_path: Path) -> None:
         await handler(req)
         await policy.flush()
         await policy.backend.aclose()
-        assert req.meta["cache"] == expected
+        assert req.state.cache == expected
     assert len(provider.calls) == 1

@@ -12,7 +12,7 @@ import pytest
 
 from brace.errors import DeadlineExceeded, NoCapacity, Shed
 from brace.policies.admission import AdmissionPolicy
-from brace.stack import Handler, Request, Response
+from brace.stack import Handler, Request, RequestState, Response
 from brace.testing import FakeClock, ok_response
 
 
@@ -36,7 +36,7 @@ class Capacity:
         if self.slots <= 0:
             raise NoCapacity("full", wait=self.wait)
         self.slots -= 1
-        on_admit = req.meta.get("on_admit")
+        on_admit = req.state.on_admit
         if on_admit is not None:
             on_admit()
         self.admitted.append(req.request_id)
@@ -64,18 +64,14 @@ class Queue:
         tenant: str | None = None,
         deadline: float | None = None,
     ) -> asyncio.Future[Any]:
-        meta: dict[str, Any] = {"prompt_tokens_est": 10}
-        if priority is not None:
-            meta["priority"] = priority
-        if tenant is not None:
-            meta["tenant"] = tenant
+        state = RequestState(prompt_tokens_est=10, priority=priority, tenant=tenant)
         req = Request(
             operation="chat",
             model="chat",
             body={},
             request_id=rid,
             deadline=None if deadline is None else self.clock.now() + deadline,
-            meta=meta,
+            state=state,
         )
         return asyncio.ensure_future(self.handler(req))
 
@@ -119,17 +115,17 @@ async def test_no_capacity_queues_the_request_until_capacity_comes() -> None:
 
 async def test_the_wait_in_the_queue_is_noted_for_the_trace() -> None:
     q = Queue()
-    waiting = Request("chat", "chat", {}, request_id="w", meta={"prompt_tokens_est": 10})
+    waiting = Request("chat", "chat", {}, request_id="w", state=RequestState(prompt_tokens_est=10))
     task = asyncio.ensure_future(q.handler(waiting))
     await q.settle()
     q.clock.advance(0.5)
     await q.open_one()  # one more second, then a slot
     await task
-    assert waiting.meta["queue_wait"] == pytest.approx(1.5)
+    assert waiting.state.queue_wait == pytest.approx(1.5)
     q.capacity.slots = 1
-    direct = Request("chat", "chat", {}, request_id="d", meta={"prompt_tokens_est": 10})
+    direct = Request("chat", "chat", {}, request_id="d", state=RequestState(prompt_tokens_est=10))
     await q.handler(direct)
-    assert "queue_wait" not in direct.meta  # the fast path waited for nothing
+    assert direct.state.queue_wait is None  # the fast path waited for nothing
 
 
 async def test_the_dispatcher_sleeps_for_the_known_wait() -> None:

@@ -17,6 +17,7 @@ from brace.policies.attempt import AttemptPolicy
 from brace.stack import (
     Handler,
     Request,
+    RequestState,
     Response,
     StreamResponse,
     build_stack,
@@ -91,7 +92,7 @@ async def test_json_success_is_recorded() -> None:
     req = Request("chat", "m", {}, request_id="r1")
     res = await h.handler(req)
     assert isinstance(res, Response) and res.json()["choices"][0]["message"]["content"] == "hi"
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", None, 200, 0.0)]
+    assert [a[:4] for a in req.state.attempts] == [("a", None, 200, 0.0)]
     assert h.events == [AttemptEnded("r1", "g", "a", None, 200, 0.0, hedge=False)]
 
 
@@ -109,7 +110,7 @@ async def test_json_total_timeout() -> None:
     assert info.value.phase == "total"
     assert info.value.deployment == "a"
     assert "60s" in info.value.message
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", "timeout", None, pytest.approx(60.0))]
+    assert [a[:4] for a in req.state.attempts] == [("a", "timeout", None, pytest.approx(60.0))]
     [event] = h.events
     assert isinstance(event, AttemptEnded)
     assert (event.deployment, event.error_class, event.status) == ("a", "timeout", None)
@@ -122,7 +123,7 @@ async def test_upstream_failure_is_recorded_and_reraised() -> None:
     with pytest.raises(ServerError) as info:
         await h.handler(req)
     assert info.value is err
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", "server_error", 500, 0.0)]
+    assert [a[:4] for a in req.state.attempts] == [("a", "server_error", 500, 0.0)]
     assert h.events == [AttemptEnded("r1", "g", "a", "server_error", 500, 0.0)]
 
 
@@ -132,7 +133,7 @@ async def test_attempts_accumulate_across_calls() -> None:
     with pytest.raises(ServerError):
         await h.handler(req)
     await h.handler(req)
-    assert [a[:4] for a in req.meta["attempts"]] == [
+    assert [a[:4] for a in req.state.attempts] == [
         ("a", "server_error", 502, 0.0),
         ("a", None, 200, 0.0),
     ]
@@ -140,7 +141,7 @@ async def test_attempts_accumulate_across_calls() -> None:
 
 async def test_hedge_flag_is_reported_on_the_event() -> None:
     h = Harness([ok_response()])
-    await h.handler(Request("chat", "m", {}, request_id="r1", meta={"hedge": True}))
+    await h.handler(Request("chat", "m", {}, request_id="r1", state=RequestState(hedge=True)))
     assert h.events == [AttemptEnded("r1", "g", "a", None, 200, 0.0, hedge=True)]
 
 
@@ -159,7 +160,7 @@ async def test_deadline_nearer_than_timeout_gives_deadline_exceeded() -> None:
     with pytest.raises(DeadlineExceeded) as info:
         await task
     assert info.value.deployment == "a"
-    assert [a[:4] for a in req.meta["attempts"]] == [
+    assert [a[:4] for a in req.state.attempts] == [
         ("a", "deadline_exceeded", None, pytest.approx(2.0))
     ]
 
@@ -205,7 +206,7 @@ async def test_stream_success_yields_every_chunk() -> None:
     assert isinstance(res, StreamResponse)
     chunks = await collect_stream(res)
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == ["a", "b", "c"]
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", None, 200, 0.0)]
+    assert [a[:4] for a in req.state.attempts] == [("a", None, 200, 0.0)]
     assert h.events == [AttemptEnded("r1", "g", "a", None, 200, 0.0)]
 
 
@@ -236,7 +237,7 @@ async def test_stream_first_token_timeout_closes_upstream() -> None:
         await task
     assert info.value.phase == "first_token"
     assert up.gen_closed and up.close_calls == 1
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", "timeout", None, pytest.approx(10.0))]
+    assert [a[:4] for a in req.state.attempts] == [("a", "timeout", None, pytest.approx(10.0))]
 
 
 async def test_stream_first_token_timeout_when_provider_itself_hangs() -> None:
@@ -257,7 +258,7 @@ async def test_empty_stream_is_malformed_and_closed() -> None:
         await h.handler(req)
     assert info.value.deployment == "a"
     assert up.close_calls == 1
-    assert [a[:4] for a in req.meta["attempts"]] == [("a", "malformed_response", None, 0.0)]
+    assert [a[:4] for a in req.state.attempts] == [("a", "malformed_response", None, 0.0)]
 
 
 async def test_stall_after_first_chunk_raises_while_iterating() -> None:

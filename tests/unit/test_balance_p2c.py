@@ -16,7 +16,7 @@ from brace.errors import (
 )
 from brace.policies.balance import Balancer, DeploymentState
 from brace.policies.retry import RetryBudget
-from brace.stack import Request, Response, StreamResponse
+from brace.stack import Request, RequestState, Response, StreamResponse
 from brace.testing import FakeClock, ScriptedProvider, ok_response, ok_stream
 
 
@@ -61,8 +61,8 @@ def shares(balancer: Balancer, n: int, exclude: frozenset[str] = frozenset()) ->
     return {k: v / n for k, v in picks.items()}
 
 
-def req(**meta: Any) -> Request:
-    return Request("chat", "m", {}, meta=dict(meta))
+def req(*, stream: bool = False, **fields: Any) -> Request:
+    return Request("chat", "m", {}, stream, state=RequestState(**fields))
 
 
 # ----------------------------------------------------------------------------- the pick
@@ -182,7 +182,7 @@ async def test_calls_the_picked_deployment_and_records_it() -> None:
     r = req()
     res = await balancer(r)
     assert isinstance(res, Response) and res.json()["choices"][0]["message"]["content"] == "from a"
-    assert r.meta["deployment"] == "a"
+    assert r.state.deployment == "a"
     assert pa.calls == [r] and pb.calls == []
 
 
@@ -374,7 +374,7 @@ async def test_retry_or_hedge_goes_where_budget_remains_and_is_charged(flag: str
     balancer = Balancer([a, b], clock=clock, rng=random.Random(0), budget=bud)
     r = req(**{flag: True})
     await balancer(r)
-    assert r.meta["deployment"] == "b"
+    assert r.state.deployment == "b"
     assert (len(pa.calls), len(pb.calls)) == (0, 1)
     assert bud.snapshot("b")["retries"] == 1
     assert bud.snapshot("a")["retries"] == 0

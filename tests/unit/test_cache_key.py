@@ -161,7 +161,7 @@ def test_group_operation_and_tenant_are_in_the_key() -> None:
 def _req(tenant: str | None, **body: Any) -> Request:
     req = Request("chat", "chat", with_(**body))
     if tenant is not None:
-        req.meta["tenant"] = tenant
+        req.state.tenant = tenant
     return req
 
 

@@ -33,7 +33,7 @@ def body(**extra: Any) -> dict[str, Any]:
 
 def answer(text: str) -> Callable[[Request], Response]:
     def make(req: Request) -> Response:
-        req.meta["deployment"] = "dep-a"
+        req.state.deployment = "dep-a"
         return ok_response(text, model="gpt-x", usage=USAGE)
 
     return make
@@ -43,9 +43,9 @@ def stream(
     *pieces: str, usage: dict[str, int] | None = USAGE
 ) -> Callable[[Request], StreamResponse]:
     def make(req: Request) -> StreamResponse:
-        req.meta["deployment"] = "dep-a"
+        req.state.deployment = "dep-a"
         if usage is not None:
-            req.meta["usage"] = usage  # as providers note usage they stripped from the stream
+            req.state.usage = usage  # as providers note usage they stripped from the stream
         return ok_stream(pieces, model="gpt-x")
 
     return make
@@ -72,11 +72,12 @@ class Cache:
         tenant: str = "t1",
         op: str = "chat",
         b: dict[str, Any] | None = None,
-        **meta: Any,
+        **fields: Any,
     ) -> tuple[Request, Any]:
         req = Request(op, "chat", b if b is not None else body(stream=stream), stream)  # type: ignore[arg-type]
-        req.meta["tenant"] = tenant
-        req.meta.update(meta)
+        req.state.tenant = tenant
+        for name, value in fields.items():
+            setattr(req.state, name, value)
         result = await self.handler(req)
         if isinstance(result, StreamResponse):
             out: Any = (result.headers, await collect_stream(result))
@@ -97,11 +98,11 @@ def text_of(out: Any) -> str:
 async def test_miss_then_hit_without_upstream() -> None:
     c = Cache([answer("first"), answer("second")])
     req, out = await c.call()
-    assert req.meta["cache"] == "miss" and out.headers["x-brace-cache"] == "miss"
+    assert req.state.cache == "miss" and out.headers["x-brace-cache"] == "miss"
     c.clock.advance(5)
     req, hit = await c.call()
     assert c.upstream_calls == 1
-    assert req.meta["cache"] == "hit" and req.meta["cache_age"] == 5
+    assert req.state.cache == "hit" and req.state.cache_age == 5
     assert hit.body == out.body and hit.headers == {"x-brace-cache": "hit", "age": "5"}
     assert c.policy.stats["hit"] == 1 and c.policy.stats["miss"] == 1
 
@@ -109,17 +110,17 @@ async def test_miss_then_hit_without_upstream() -> None:
 async def test_stream_miss_serves_a_later_json_hit_and_stream_hit() -> None:
     c = Cache([stream("Hel", "lo!"), answer("never")])
     req, (headers, chunks) = await c.call(stream=True)
-    assert req.meta["cache"] == "miss" and headers["x-brace-cache"] == "miss"
+    assert req.state.cache == "miss" and headers["x-brace-cache"] == "miss"
     assert "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks) == "Hello!"
 
     req, hit = await c.call(stream=False)
-    assert req.meta["cache"] == "hit" and text_of(hit) == "Hello!"
-    assert hit.json()["usage"] == USAGE  # the usage the provider noted in meta
+    assert req.state.cache == "hit" and text_of(hit) == "Hello!"
+    assert hit.json()["usage"] == USAGE  # the usage the provider noted in the state
     req, (headers, replayed) = await c.call(stream=True)
-    assert req.meta["cache"] == "hit" and headers["x-brace-cache"] == "hit"
+    assert req.state.cache == "hit" and headers["x-brace-cache"] == "hit"
     assert text_of((headers, replayed)) == "Hello!"
     assert not any("usage" in ch for ch in replayed)  # not asked for
-    assert req.meta["usage"] == USAGE and req.meta["finish_reasons"] == ["stop"]
+    assert req.state.usage == USAGE and req.state.finish_reasons == ["stop"]
     assert c.upstream_calls == 1
 
 
@@ -128,7 +129,7 @@ async def test_json_miss_replays_as_stream_with_usage_when_asked() -> None:
     _, original = await c.call()
     b = body(stream=True, stream_options={"include_usage": True})
     req, (_, chunks) = await c.call(stream=True, b=b)
-    assert req.meta["cache"] == "hit" and c.upstream_calls == 1
+    assert req.state.cache == "hit" and c.upstream_calls == 1
     assert chunks[-1]["usage"] == USAGE and chunks[-1]["choices"] == []
     doc = assemble(chunks)
     assert doc is not None
@@ -158,7 +159,7 @@ async def test_stream_error_midway_is_not_stored() -> None:
         await c.call(stream=True)
     assert len(c.backend) == 0
     req, _ = await c.call()
-    assert req.meta["cache"] == "miss"
+    assert req.state.cache == "miss"
 
 
 async def test_errors_and_non_200_are_not_stored() -> None:
@@ -177,19 +178,19 @@ async def test_no_cache_skips_lookup_but_stores() -> None:
     c = Cache([answer("old"), answer("new"), answer("never")])
     await c.call()
     req, out = await c.call(cache_control=("no-cache",))
-    assert req.meta["cache"] == "bypass" and text_of(out) == "new"
+    assert req.state.cache == "bypass" and text_of(out) == "new"
     req, out = await c.call()
-    assert req.meta["cache"] == "hit" and text_of(out) == "new"
+    assert req.state.cache == "hit" and text_of(out) == "new"
     assert c.upstream_calls == 2
 
 
 async def test_no_store_keeps_lookup_but_does_not_store() -> None:
     c = Cache([answer("a"), answer("b"), answer("c")])
     req, _ = await c.call(cache_control="no-store")
-    assert req.meta["cache"] == "miss" and len(c.backend) == 0
+    assert req.state.cache == "miss" and len(c.backend) == 0
     await c.call()
     req, out = await c.call(cache_control=("no-store",))
-    assert req.meta["cache"] == "hit" and text_of(out) == "b"
+    assert req.state.cache == "hit" and text_of(out) == "b"
     assert c.upstream_calls == 2
 
 
@@ -198,11 +199,11 @@ async def test_max_age_accepts_only_younger_entries() -> None:
     await c.call()
     c.clock.advance(100)
     req, out = await c.call(cache_max_age=200.0)
-    assert req.meta["cache"] == "hit" and text_of(out) == "a"
+    assert req.state.cache == "hit" and text_of(out) == "a"
     req, out = await c.call(cache_max_age=50.0)
-    assert req.meta["cache"] == "miss" and text_of(out) == "b"
+    assert req.state.cache == "miss" and text_of(out) == "b"
     req, out = await c.call(cache_max_age=0.0)  # the fresh entry, age 0
-    assert req.meta["cache"] == "hit" and text_of(out) == "b"
+    assert req.state.cache == "hit" and text_of(out) == "b"
     assert c.upstream_calls == 2
 
 
@@ -211,46 +212,46 @@ async def test_ttl_expiry() -> None:
     await c.call()
     c.clock.advance(59)
     req, _ = await c.call()
-    assert req.meta["cache"] == "hit"
+    assert req.state.cache == "hit"
     c.clock.advance(2)
     req, out = await c.call()
-    assert req.meta["cache"] == "miss" and text_of(out) == "b"
+    assert req.state.cache == "miss" and text_of(out) == "b"
 
 
 async def test_opt_in_mode() -> None:
     c = Cache([answer("a"), answer("b"), answer("c")], mode="opt_in")
     req, out = await c.call()
-    assert req.meta["cache"] == "bypass" and out.headers["x-brace-cache"] == "bypass"
+    assert req.state.cache == "bypass" and out.headers["x-brace-cache"] == "bypass"
     assert len(c.backend) == 0
     req, _ = await c.call(cache_control=("use",))
-    assert req.meta["cache"] == "miss"
+    assert req.state.cache == "miss"
     req, out = await c.call(cache_control=("use",))
-    assert req.meta["cache"] == "hit" and text_of(out) == "b"
+    assert req.state.cache == "hit" and text_of(out) == "b"
     req, _ = await c.call()  # not opted in: no lookup
-    assert req.meta["cache"] == "bypass" and c.upstream_calls == 3
+    assert req.state.cache == "bypass" and c.upstream_calls == 3
 
 
 async def test_tenants_are_isolated_unless_shared() -> None:
     c = Cache([answer("a"), answer("b")])
     await c.call(tenant="alice")
     req, out = await c.call(tenant="bob")
-    assert req.meta["cache"] == "miss" and text_of(out) == "b"
+    assert req.state.cache == "miss" and text_of(out) == "b"
     s = Cache([answer("a"), answer("b")], shared=True)
     await s.call(tenant="alice")
     req, out = await s.call(tenant="bob")
-    assert req.meta["cache"] == "hit" and text_of(out) == "a"
+    assert req.state.cache == "hit" and text_of(out) == "a"
 
 
 async def test_fallback_answers_are_not_stored() -> None:
     def via_fallback(req: Request) -> Response:
-        req.meta["fallback"] = ["chat", "backup"]
+        req.state.fallback = ["chat", "backup"]
         return ok_response("degraded")
 
     c = Cache([via_fallback, answer("real")])
     await c.call()
     assert len(c.backend) == 0
     req, out = await c.call()
-    assert req.meta["cache"] == "miss" and text_of(out) == "real"
+    assert req.state.cache == "miss" and text_of(out) == "real"
 
 
 async def test_oversized_answers_are_not_stored() -> None:
@@ -266,7 +267,7 @@ async def test_oversized_answers_are_not_stored() -> None:
 async def test_uncacheable_request_bypasses() -> None:
     c = Cache([answer("a"), answer("b")])
     req, _ = await c.call(b=body(logprobs=True))
-    assert req.meta["cache"] == "bypass"
+    assert req.state.cache == "bypass"
     req, out = await c.call(b=body(logprobs=True))
     assert text_of(out) == "b" and len(c.backend) == 0
 
@@ -282,7 +283,7 @@ async def test_embeddings_are_cached() -> None:
     b = {"model": "emb", "input": "hello"}
     await c.call(op="embeddings", b=b)
     req, out = await c.call(op="embeddings", b=dict(b))
-    assert req.meta["cache"] == "hit" and orjson.loads(out.body) == emb
+    assert req.state.cache == "hit" and orjson.loads(out.body) == emb
 
 
 async def test_saved_cost_on_hit() -> None:
@@ -294,14 +295,14 @@ async def test_saved_cost_on_hit() -> None:
 
     c = Cache([answer("a")], price=price)
     req, _ = await c.call()
-    assert "cache_saved_usd" not in req.meta
+    assert req.state.cache_saved_usd is None
     req, _ = await c.call()
-    assert req.meta["cache_saved_usd"] == pytest.approx((1000 * 2.0 + 500 * 8.0) / 1e6)
+    assert req.state.cache_saved_usd == pytest.approx((1000 * 2.0 + 500 * 8.0) / 1e6)
     assert seen == [("dep-a", "gpt-x")]
     unpriced = Cache([answer("a")], price=lambda d, m: None)
     await unpriced.call()
     req, _ = await unpriced.call()
-    assert req.meta["cache"] == "hit" and "cache_saved_usd" not in req.meta
+    assert req.state.cache == "hit" and req.state.cache_saved_usd is None
 
 
 class Broken:
@@ -324,7 +325,7 @@ async def test_a_failing_backend_is_a_miss() -> None:
         req = Request("chat", "chat", body())
         out = await handler(req)
         await policy.flush()
-        assert isinstance(out, Response) and req.meta["cache"] == "miss"
+        assert isinstance(out, Response) and req.state.cache == "miss"
     assert len(provider.calls) == 2 and policy.stats["stored"] == 0
 
 
@@ -336,11 +337,11 @@ async def test_pending_stores_are_bounded() -> None:
 
 
 def test_cache_hints() -> None:
-    assert cache_hints({}) == {}
-    assert cache_hints({"x-brace-cache": "No-Cache, no-store", "x-brace-cache-max-age": "30"}) == {
-        "cache_control": ("no-cache", "no-store"),
-        "cache_max_age": 30.0,
-    }
+    assert cache_hints({}) == (None, None)
+    assert cache_hints({"x-brace-cache": "No-Cache, no-store", "x-brace-cache-max-age": "30"}) == (
+        ("no-cache", "no-store"),
+        30.0,
+    )
     for headers in (
         {"x-brace-cache": "sometimes"},
         {"x-brace-cache": " , "},

@@ -53,7 +53,7 @@ async def test_reject_raises_before_calling_the_provider() -> None:
         await handler(req)
     assert provider.calls == []
     err = info.value
-    prompt = req.meta["prompt_tokens"]
+    prompt = req.state.prompt_tokens
     assert prompt > 1000 * 1.3
     assert err.http_status == 400 and err.error_code == "context_length_exceeded"
     assert err.param == "messages"
@@ -68,8 +68,8 @@ async def test_request_that_fits_is_forwarded_untouched() -> None:
     req = request(body)
     await policy("reject").wrap(provider)(req)
     assert provider.calls[0].body is body
-    assert req.meta["prompt_tokens"] == count_prompt_tokens(body, family="openai")
-    assert "context_trimmed" not in req.meta
+    assert req.state.prompt_tokens == count_prompt_tokens(body, family="openai")
+    assert req.state.context_trimmed is None
 
 
 async def test_requested_max_tokens_counts_against_the_window() -> None:
@@ -104,16 +104,16 @@ async def test_trim_forwards_a_smaller_copy(strategy: str) -> None:
     sent = provider.calls[0].body
     assert sent is not body
     assert len(sent["messages"]) < len(body["messages"])
-    assert req.meta["context_trimmed"] == len(body["messages"]) - len(sent["messages"])
-    assert req.meta["prompt_tokens"] == count_prompt_tokens(sent, family="openai")
+    assert req.state.context_trimmed == len(body["messages"]) - len(sent["messages"])
+    assert req.state.prompt_tokens == count_prompt_tokens(sent, family="openai")
     # Fits even if the estimate is low by its margin (24% for openai), max_tokens included.
-    assert req.meta["prompt_tokens"] / (1 - 0.24) + 100 <= 1000
+    assert req.state.prompt_tokens / (1 - 0.24) + 100 <= 1000
     assert sent["messages"][0]["role"] == "system"
     assert sent["messages"][-1] == body["messages"][-1]
     assert sent["max_tokens"] == 100 and sent["model"] == "g"
     if strategy == "middle_out":
         assert sent["messages"][1] == body["messages"][1]
-    assert provider.calls[0].meta is req.meta
+    assert provider.calls[0].state is req.state
 
 
 async def test_trim_reserves_output_tokens_without_max_tokens() -> None:
@@ -122,7 +122,7 @@ async def test_trim_reserves_output_tokens_without_max_tokens() -> None:
     provider = ScriptedProvider([ok_response()])
     await policy("trim", reserve_output_tokens=0).wrap(provider)(reqs[0])
     await policy("trim", reserve_output_tokens=400).wrap(provider)(reqs[1])
-    assert reqs[1].meta["context_trimmed"] > reqs[0].meta["context_trimmed"]
+    assert reqs[1].state.context_trimmed > reqs[0].state.context_trimmed
 
 
 async def test_trim_that_cannot_fit_raises() -> None:
@@ -149,7 +149,7 @@ async def test_route_goes_to_the_larger_group_through_fallback() -> None:
     res = await handler(req)
     assert small.calls == [] and len(big.calls) == 1
     assert big.calls[0].body is req.body
-    assert req.meta["fallback"] == ["g", "big"]
+    assert req.state.fallback == ["g", "big"]
     assert res.json()["choices"][0]["message"]["content"] == "big"  # type: ignore[union-attr]
     fitting = request(chat(2))
     await handler(fitting)

@@ -1,5 +1,5 @@
 from brace.policies.deadline import DeadlinePolicy
-from brace.stack import Handler, Request, Response, StreamResponse, build_stack
+from brace.stack import Handler, Request, RequestState, Response, StreamResponse, build_stack
 from brace.testing import FakeClock, ok_response
 
 
@@ -25,7 +25,7 @@ async def test_sets_deadline_to_now_plus_default() -> None:
 async def test_lower_timeout_from_meta_is_used() -> None:
     clock = FakeClock(start=500.0)
     _, handler = make(30.0, clock)
-    req = Request("chat", "m", {}, meta={"timeout": 2.5})
+    req = Request("chat", "m", {}, state=RequestState(timeout=2.5))
     await handler(req)
     assert req.deadline == 502.5
 
@@ -33,7 +33,7 @@ async def test_lower_timeout_from_meta_is_used() -> None:
 async def test_higher_timeout_from_meta_is_ignored() -> None:
     clock = FakeClock(start=500.0)
     _, handler = make(30.0, clock)
-    req = Request("chat", "m", {}, meta={"timeout": 600})
+    req = Request("chat", "m", {}, state=RequestState(timeout=600))
     await handler(req)
     assert req.deadline == 530.0
 
@@ -42,7 +42,7 @@ async def test_non_positive_or_invalid_timeout_is_ignored() -> None:
     clock = FakeClock(start=500.0)
     _, handler = make(30.0, clock)
     for asked in (0, -5, "10", None):
-        req = Request("chat", "m", {}, meta={"timeout": asked})
+        req = Request("chat", "m", {}, state=RequestState(timeout=asked))
         await handler(req)
         assert req.deadline == 530.0, asked
 
@@ -50,7 +50,7 @@ async def test_non_positive_or_invalid_timeout_is_ignored() -> None:
 async def test_existing_deadline_is_kept() -> None:
     clock = FakeClock(start=500.0)
     seen, handler = make(30.0, clock)
-    req = Request("chat", "m", {}, deadline=777.0, meta={"timeout": 1.0})
+    req = Request("chat", "m", {}, deadline=777.0, state=RequestState(timeout=1.0))
     await handler(req)
     assert req.deadline == 777.0
     assert seen == [777.0]

@@ -65,7 +65,7 @@ async def test_context_window_goes_to_the_larger_group() -> None:
     req = Request("chat", "a", {}, request_id="r1")
     res = await c.handler(req)
     assert body_of(res) == "from big"
-    assert req.meta["fallback"] == ["a", "big"]
+    assert req.state.fallback == ["a", "big"]
     assert (c.calls("a"), c.calls("big")) == (1, 1)
     assert c.fell_back() == [FellBack("r1", "a", "big", "context_window_exceeded")]
 
@@ -74,7 +74,7 @@ async def test_success_has_no_fallback() -> None:
     c = Chain({"a": [ok_response("from a")], "b": [ok_response()]}, [FallbackRule(to="b")])
     req = Request("chat", "a", {})
     assert body_of(await c.handler(req)) == "from a"
-    assert "fallback" not in req.meta
+    assert req.state.fallback is None
     assert c.calls("b") == 0
     assert c.fell_back() == []
 
@@ -90,7 +90,7 @@ async def test_class_not_in_rule_raises_original_error() -> None:
         await c.handler(req)
     assert info.value is err
     assert c.calls("big") == 0
-    assert "fallback" not in req.meta
+    assert req.state.fallback is None
     assert c.fell_back() == []
 
 
@@ -108,7 +108,7 @@ async def test_unavailable_alias_matches(error: UpstreamFailure) -> None:
     c = Chain({"a": [error], "b": [ok_response("from b")]}, [FallbackRule(to="b")])
     req = Request("chat", "a", {}, request_id="r1")
     assert body_of(await c.handler(req)) == "from b"
-    assert req.meta["fallback"] == ["a", "b"]
+    assert req.state.fallback == ["a", "b"]
     assert c.fell_back() == [FellBack("r1", "a", "b", error.error_class)]
 
 
@@ -141,7 +141,7 @@ async def test_rules_are_tried_in_order_by_class() -> None:
     )
     req = Request("chat", "a", {})
     assert body_of(await c.handler(req)) == "from other"
-    assert req.meta["fallback"] == ["a", "other"]
+    assert req.state.fallback == ["a", "other"]
     assert c.calls("big") == 0
 
 
@@ -159,7 +159,7 @@ async def test_max_hops_bounds_the_chain() -> None:
         await c.handler(req)
     assert (c.calls("b"), c.calls("c"), c.calls("d")) == (1, 1, 0)
     assert info.value.failures == [e_a, e_b, e_c]
-    assert req.meta["fallback"] == ["a", "b", "c"]
+    assert req.state.fallback == ["a", "b", "c"]
     assert c.fell_back() == [
         FellBack("r1", "a", "b", "overloaded"),
         FellBack("r1", "b", "c", "overloaded"),
@@ -212,7 +212,7 @@ async def test_passed_deadline_stops_further_hops() -> None:
         await c.handler(req)
     assert info.value.failures == [e_a, e_b]
     assert c.calls("c") == 0
-    assert req.meta["fallback"] == ["a", "b"]
+    assert req.state.fallback == ["a", "b"]
 
 
 async def test_every_failure_is_collected_and_flattened() -> None:
@@ -236,13 +236,13 @@ async def test_every_failure_is_collected_and_flattened() -> None:
 
 async def test_exclusions_do_not_leak_into_the_next_group() -> None:
     def fail_and_exclude(req: Request) -> UpstreamFailure:
-        req.meta["exclude"] = {"a1"}
+        req.state.exclude = {"a1"}
         return Overloaded("busy", deployment="a1")
 
     c = Chain({"a": [fail_and_exclude], "b": [ok_response()]}, [FallbackRule(to="b")])
     req = Request("chat", "a", {})
     await c.handler(req)
-    assert "exclude" not in c.cores["b"].calls[0].meta
+    assert c.cores["b"].calls[0].state.exclude is None
 
 
 async def test_next_rule_matches_the_latest_failure_class() -> None:
@@ -256,7 +256,7 @@ async def test_next_rule_matches_the_latest_failure_class() -> None:
     )
     req = Request("chat", "a", {}, request_id="r1")
     assert body_of(await c.handler(req)) == "from big"
-    assert req.meta["fallback"] == ["a", "b", "big"]
+    assert req.state.fallback == ["a", "b", "big"]
     assert c.fell_back() == [
         FellBack("r1", "a", "b", "overloaded"),
         FellBack("r1", "b", "big", "context_window_exceeded"),

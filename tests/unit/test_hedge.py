@@ -135,10 +135,10 @@ async def test_slow_primary_is_hedged_and_the_hedge_wins() -> None:
     assert body_of(res) == "from b"
     assert (g.calls("a"), g.calls("b")) == (1, 1)
     assert slow.cancelled
-    assert req.meta["hedged"] is True
-    assert req.meta["deployment"] == "b"
+    assert req.state.hedged is True
+    assert req.state.deployment == "b"
     assert g.hedged() == [Hedged("r1", "g", 0.5)]
-    assert [a[:4] for a in req.meta["attempts"]] == [("b", None, 200, 0.0)]
+    assert [a[:4] for a in req.state.attempts] == [("b", None, 200, 0.0)]
     ended = [e for e in g.events if isinstance(e, AttemptEnded)]
     assert ended == [AttemptEnded("r1", "g", "b", None, 200, 0.0, hedge=True)]
     # the cancelled primary released its slot in the balancer
@@ -171,9 +171,9 @@ async def test_hedge_excludes_the_slow_deployment() -> None:
     assert slow != fast
     assert body_of(res) == f"from {fast}"
     second = g.providers[fast].calls[0]
-    assert second.meta["exclude"] == {slow}
-    assert second.meta["hedge"] is True
-    assert "exclude" not in g.providers[slow].calls[0].meta
+    assert second.state.exclude == {slow}
+    assert second.state.hedge is True
+    assert g.providers[slow].calls[0].state.exclude is None
 
 
 async def test_primary_that_answers_after_the_hedge_started_still_wins() -> None:
@@ -189,8 +189,8 @@ async def test_primary_that_answers_after_the_hedge_started_still_wins() -> None
     slow_a.gate.set()
     assert body_of(await task) == "from a"
     assert slow_b.cancelled
-    assert req.meta["deployment"] == "a"
-    assert "hedged" not in req.meta
+    assert req.state.deployment == "a"
+    assert req.state.hedged is False
 
 
 async def test_fast_primary_is_not_hedged() -> None:
@@ -204,7 +204,7 @@ async def test_fast_primary_is_not_hedged() -> None:
     g.clock.advance(10.0)
     await settle()
     assert g.calls("b") == 0
-    assert "hedged" not in req.meta
+    assert req.state.hedged is False
 
 
 async def test_no_alternative_deployment_no_hedge() -> None:
@@ -234,7 +234,7 @@ async def test_budget_exhausted_no_hedge() -> None:
     assert g.calls("b") == 0 and not task.done()
     slow.gate.set()
     assert body_of(await task) == "from a"
-    assert "hedged" not in req.meta
+    assert req.state.hedged is False
 
 
 async def test_budget_exhausted_emits_no_hedged_event() -> None:
@@ -296,7 +296,7 @@ async def test_primary_fails_then_hedge_answers() -> None:
     assert not task.done()
     slow_b.gate.set()
     assert body_of(await task) == "from b"
-    assert req.meta["hedged"] is True
+    assert req.state.hedged is True
 
 
 # ----------------------------------------------------------------------------- p95
@@ -457,7 +457,7 @@ async def test_retry_over_hedge_excludes_every_deployment_that_failed() -> None:
     primary, hedged, third = order
     assert len({primary, hedged, third}) == 3
     assert body_of(res) == f"from {third}"
-    assert req.meta["exclude"] == {primary, hedged}
+    assert req.state.exclude == {primary, hedged}
 
 
 async def test_retry_over_hedge_does_not_retry_non_retryable_failures() -> None:

@@ -42,7 +42,7 @@ def run(walls: list[float], traceparent: str | None = None) -> list[RequestRecor
         for i in range(len(walls)):
             req = Request("chat", "chat", {"messages": []}, request_id=f"r{i}")
             if traceparent:
-                req.meta["traceparent"] = traceparent
+                req.state.traceparent = traceparent
             await handler(req)
 
     asyncio.run(main())
@@ -102,9 +102,9 @@ def test_one_deployment_id_in_two_groups_is_priced_by_the_group_that_answered() 
 
 
 def test_the_group_that_answered_is_the_last_fallback_hop() -> None:
-    from brace.policies.fallback import answering_group
+    from brace.stack import answering_group
 
     req = Request("chat", "smart", {"messages": []})
     assert answering_group(req) == "smart"
-    req.meta["fallback"] = ["smart", "cheap", "local"]
+    req.state.fallback = ["smart", "cheap", "local"]
     assert answering_group(req) == "local"

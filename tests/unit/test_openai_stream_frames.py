@@ -13,6 +13,7 @@ from brace.config import parse_config
 from brace.errors import MalformedResponse, UpstreamFailure
 from brace.providers import openai_compat
 from brace.providers.openai_compat import OpenAIProvider, _note_usage
+from brace.stack import RequestState
 
 
 def provider() -> OpenAIProvider:
@@ -106,7 +107,7 @@ def test_fast_frame_takes_clean_blocks_and_leaves_the_rest() -> None:
         provider()._frame(b"data: not json\n\n")
 
 
-def reference_note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) -> bytes:
+def reference_note_usage(frame: bytes, state: RequestState, strip_usage: bool) -> bytes:
     """The event-by-event version the search-based one replaced."""
     kept: list[bytes] = []
     dropped = False
@@ -121,13 +122,13 @@ def reference_note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) 
                 continue
             usage = parsed.get("usage")
             if isinstance(usage, dict):
-                meta["usage"] = usage
-                meta["response_model"] = parsed.get("model")
-                meta["response_id"] = parsed.get("id")
+                state.usage = usage
+                state.response_model = parsed.get("model")
+                state.response_id = parsed.get("id")
             for choice in parsed.get("choices") or ():
                 reason = choice.get("finish_reason") if isinstance(choice, dict) else None
                 if isinstance(reason, str):
-                    meta.setdefault("finish_reasons", []).append(reason)
+                    state.finish_reasons = [*(state.finish_reasons or ()), reason]
             if strip_usage and isinstance(usage, dict) and not parsed.get("choices"):
                 dropped = True
                 continue
@@ -148,8 +149,8 @@ def test_note_usage_matches_the_event_by_event_version(strip: bool) -> None:
             )
             events.insert(rng.randint(0, len(events)), extra)
         frame = b"".join(e + b"\n\n" for e in events)
-        got: dict[str, Any] = {}
-        want: dict[str, Any] = {}
+        got = RequestState()
+        want = RequestState()
         out, finish = _note_usage(frame, got, strip)
         assert out == reference_note_usage(frame, want, strip)
         assert got == want
@@ -160,11 +161,12 @@ def test_the_usage_event_brace_asked_for_is_dropped_and_recorded() -> None:
     frame = (
         chunk(1) + b"\n\n" + chunk(2, finish="length") + b"\n\n" + chunk(5, usage=True) + b"\n\n"
     )
-    meta: dict[str, Any] = {}
-    out, finish = _note_usage(frame, meta, True)
+    state = RequestState()
+    out, finish = _note_usage(frame, state, True)
     assert finish
     assert out == chunk(1) + b"\n\n" + chunk(2, finish="length") + b"\n\n"
-    assert meta["usage"]["completion_tokens"] == 5 and meta["finish_reasons"] == ["length"]
-    assert meta["response_model"] == "gpt-x" and meta["response_id"] == "c1"
-    assert _note_usage(frame, {}, False) == (frame, True)  # the caller asked for usage: kept
-    assert _note_usage(chunk(1) + b"\n\n", {}, True) == (chunk(1) + b"\n\n", False)
+    assert state.usage is not None
+    assert state.usage["completion_tokens"] == 5 and state.finish_reasons == ["length"]
+    assert state.response_model == "gpt-x" and state.response_id == "c1"
+    assert _note_usage(frame, RequestState(), False) == (frame, True)  # asked for usage: kept
+    assert _note_usage(chunk(1) + b"\n\n", RequestState(), True) == (chunk(1) + b"\n\n", False)

@@ -123,11 +123,11 @@ async def test_on_admit_is_called_once_the_reservation_is_granted() -> None:
     p = Paced(rpm=60, burst_seconds=1)
     admitted: list[str] = []
     req = request()
-    req.meta["on_admit"] = lambda: admitted.append("go")
+    req.state.on_admit = lambda: admitted.append("go")
     await p.handler(req)
     assert admitted == ["go"]
     refused = request()
-    refused.meta["on_admit"] = lambda: admitted.append("refused")
+    refused.state.on_admit = lambda: admitted.append("refused")
     with pytest.raises(NoCapacity):
         await p.handler(refused)
     assert admitted == ["go"]
@@ -179,7 +179,7 @@ def test_request_tokens_add_the_requested_completion_or_the_default() -> None:
     assert tokens(max_tokens=True, default=7) == 21
     req = request("x" * 40)
     request_tokens(req, 1)
-    assert req.meta["prompt_tokens_est"] == 14  # estimated once, kept for later layers
+    assert req.state.prompt_tokens_est == 14  # estimated once, kept for later layers
 
 
 EXACT = {"prompt_tokens": 14, "completion_tokens": 1, "total_tokens": 15}

@@ -103,15 +103,15 @@ async def test_503_is_retried_at_once_on_another_deployment() -> None:
     assert body_of(res) == "from b"
     assert g.clock.slept == []
     assert (g.calls("a"), g.calls("b")) == (1, 1)
-    assert req.meta["exclude"] == {"a"}
-    assert req.meta["deployment"] == "b"
-    assert [a[:4] for a in req.meta["attempts"]] == [
+    assert req.state.exclude == {"a"}
+    assert req.state.deployment == "b"
+    assert [a[:4] for a in req.state.attempts] == [
         ("a", "overloaded", 503, 0.0),
         ("b", None, 200, 0.0),
     ]
     assert g.retried() == [Retried("r1", "g", "a", "overloaded", 0.0, 2)]
     # the retry went at once: waited 0 s; the first attempt was no retry
-    assert [a.retry_delay for a in req.meta["attempts"]] == [None, 0.0]
+    assert [a.retry_delay for a in req.state.attempts] == [None, 0.0]
 
 
 async def test_failed_deployments_are_excluded_from_later_attempts() -> None:
@@ -131,7 +131,7 @@ async def test_failed_deployments_are_excluded_from_later_attempts() -> None:
     res = await g.handler(req)
     assert sorted(order) == ["a", "b", "c"]  # three different deployments
     assert body_of(res) == f"from {order[2]}"
-    assert req.meta["exclude"] == set(order[:2])
+    assert req.state.exclude == set(order[:2])
     assert g.clock.slept == []
 
 
@@ -173,8 +173,8 @@ async def test_single_deployment_honours_retry_after_on_the_clock() -> None:
     assert body_of(await task) == "later"
     assert g.calls("a") == 2
     assert g.retried() == [Retried("r1", "g", "a", "rate_limited", 2.0, 2)]
-    assert [a.retry_delay for a in req.meta["attempts"]] == [None, 2.0]
-    assert "retry_delay" not in req.meta  # taken by the attempt it belongs to
+    assert [a.retry_delay for a in req.state.attempts] == [None, 2.0]
+    assert req.state.retry_delay is None  # taken by the attempt it belongs to
 
 
 async def test_retry_after_past_the_deadline_fails_at_once() -> None:
@@ -342,7 +342,7 @@ async def test_budget_caps_retries_through_the_stack() -> None:
     )
 
     def first_attempt_fails(req: Request) -> Response | UpstreamFailure:
-        if req.meta.get("retry"):
+        if req.state.retry:
             return ok_response()
         return Overloaded("busy", deployment="a")
 

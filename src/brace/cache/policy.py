@@ -3,7 +3,7 @@
 It sits after ``observe`` and ``deadline`` and before ``admission``: a hit never
 queues, never reserves budget and never reaches a deployment.
 
-Per request (``request.meta``, filled by the gateway from headers with
+Per request (``request.state``, filled by the gateway from headers with
 :func:`cache_hints`, or set directly by in-process callers):
 
 - ``cache_control``: tokens of ``x-brace-cache`` — ``no-cache`` (skip the lookup,
@@ -12,7 +12,7 @@ Per request (``request.meta``, filled by the gateway from headers with
 - ``cache_max_age``: ``x-brace-cache-max-age`` in seconds: only an entry younger
   than this is a hit.
 
-What it leaves in ``request.meta``: ``cache`` = ``"hit"`` | ``"miss"`` | ``"bypass"``
+What it leaves in ``request.state``: ``cache`` = ``"hit"`` | ``"miss"`` | ``"bypass"``
 (no lookup: not cacheable, not opted in, or ``no-cache``), and on a hit
 ``cache_age`` (seconds) and ``cache_saved_usd`` (when a price is known); for a
 replayed stream also ``usage``, ``finish_reasons``, ``response_model`` and
@@ -41,7 +41,7 @@ import orjson
 
 from ..config import CacheConfig, CacheOverride
 from ..errors import BadRequest, ConfigError
-from ..stack import Handler, Request, Response, StreamResponse
+from ..stack import CacheOutcome, Handler, Request, RequestState, Response, StreamResponse
 from .backends import CacheBackend, CachedAnswer, SQLiteCache
 from .key import cache_key
 from .replay import Assembler, replay
@@ -83,9 +83,11 @@ def make_backend(
     return SQLiteCache(config.path, max_bytes=config.max_size_mb * 2**20)
 
 
-def cache_hints(headers: Mapping[str, str]) -> dict[str, Any]:
-    """``request.meta`` entries from the ``x-brace-cache*`` headers (gateway side)."""
-    out: dict[str, Any] = {}
+def cache_hints(headers: Mapping[str, str]) -> tuple[tuple[str, ...] | None, float | None]:
+    """``(cache_control, cache_max_age)`` for ``request.state``, from the
+    ``x-brace-cache*`` headers (gateway side); ``None`` where a header is absent."""
+    control: tuple[str, ...] | None = None
+    max_age: float | None = None
     raw = headers.get("x-brace-cache")
     if raw is not None:
         tokens = tuple(t.strip().lower() for t in raw.split(",") if t.strip())
@@ -96,7 +98,7 @@ def cache_hints(headers: Mapping[str, str]) -> dict[str, Any]:
                 f"(comma-separated); got {raw[:40]!r}",
                 param="x-brace-cache",
             )
-        out["cache_control"] = tokens
+        control = tokens
     raw = headers.get("x-brace-cache-max-age")
     if raw is not None:
         try:
@@ -108,8 +110,8 @@ def cache_hints(headers: Mapping[str, str]) -> dict[str, Any]:
                 f"x-brace-cache-max-age must be a number of seconds >= 0; got {raw[:40]!r}",
                 param="x-brace-cache-max-age",
             )
-        out["cache_max_age"] = age
-    return out
+        max_age = age
+    return control, max_age
 
 
 class CachePolicy:
@@ -153,7 +155,7 @@ class CachePolicy:
                 return None  # logprobs are not carried by the cached stream form
         elif req.operation != "embeddings" or req.stream:
             return None
-        tenant = None if self.config.shared else req.meta.get("tenant") or ""
+        tenant = None if self.config.shared else req.state.tenant or ""
         try:
             return cache_key(req.operation, req.model, body, tenant)
         except (TypeError, orjson.JSONEncodeError):
@@ -161,17 +163,17 @@ class CachePolicy:
 
     def wrap(self, inner: Handler) -> Handler:
         async def cache(req: Request) -> Response | StreamResponse:
-            meta = req.meta
-            control = _tokens(meta.get("cache_control"))
+            state = req.state
+            control = _tokens(state.cache_control)
             key = None
             if self.config.mode == "opt_in" and "use" not in control:
                 pass
             else:
                 key = self.key(req)
             if key is None:
-                return _tag(await inner(req), self._outcome(meta, "bypass"))
+                return _tag(await inner(req), self._outcome(state, "bypass"))
             if "no-cache" in control:
-                outcome = self._outcome(meta, "bypass")
+                outcome = self._outcome(state, "bypass")
             else:
                 try:
                     answer = await self.backend.get(key)
@@ -179,12 +181,12 @@ class CachePolicy:
                     log.exception("brace cache: a lookup failed")
                     answer = None
                 if answer is not None:
-                    hit = self._serve(req, answer, meta.get("cache_max_age"))
+                    hit = self._serve(req, answer, state.cache_max_age)
                     if hit is not None:
                         return hit
-                outcome = self._outcome(meta, "miss")
+                outcome = self._outcome(state, "miss")
             result = await inner(req)
-            if "no-store" in control or meta.get("fallback"):
+            if "no-store" in control or state.fallback:
                 return _tag(result, outcome)
             if isinstance(result, Response):
                 self._spawn(self._store_json(key, req, result))
@@ -195,16 +197,16 @@ class CachePolicy:
 
     # -- hits
 
-    def _outcome(self, meta: dict[str, Any], outcome: str) -> str:
-        meta["cache"] = outcome
+    def _outcome(self, state: RequestState, outcome: CacheOutcome) -> str:
+        state.cache = outcome
         self.stats[outcome] += 1
         return outcome
 
     def _serve(
-        self, req: Request, answer: CachedAnswer, max_age: Any
+        self, req: Request, answer: CachedAnswer, max_age: float | None
     ) -> Response | StreamResponse | None:
         age = max(0.0, self._wall() - answer.created_at)
-        if isinstance(max_age, int | float) and age > max_age:
+        if max_age is not None and age > max_age:
             return None
         headers = {"x-brace-cache": "hit", "age": str(int(age))}
         result: Response | StreamResponse
@@ -221,20 +223,23 @@ class CachePolicy:
             if frame is None:
                 return None
             result = StreamResponse(_one(frame), headers=headers)
-            meta = req.meta
-            meta["usage"] = answer.usage
-            meta["response_model"] = parsed.get("model")
-            meta["response_id"] = parsed.get("id")
-            meta["finish_reasons"] = [
-                c.get("finish_reason") for c in parsed.get("choices") or () if isinstance(c, dict)
+            state = req.state
+            state.usage = answer.usage
+            model, rid = parsed.get("model"), parsed.get("id")
+            state.response_model = model if isinstance(model, str) else None
+            state.response_id = rid if isinstance(rid, str) else None
+            state.finish_reasons = [
+                c["finish_reason"]
+                for c in parsed.get("choices") or ()
+                if isinstance(c, dict) and isinstance(c.get("finish_reason"), str)
             ]
         else:
             result = Response(answer.body, headers=headers)
-        self._outcome(req.meta, "hit")
-        req.meta["cache_age"] = age
+        self._outcome(req.state, "hit")
+        req.state.cache_age = age
         saved = self._saved(answer)
         if saved is not None:
-            req.meta["cache_saved_usd"] = saved
+            req.state.cache_saved_usd = saved
         return result
 
     def _saved(self, answer: CachedAnswer) -> float | None:
@@ -272,7 +277,7 @@ class CachePolicy:
             body=body,
             usage=usage if isinstance(usage, dict) else None,
             created_at=self._wall(),
-            deployment=req.meta.get("deployment"),
+            deployment=req.state.deployment,
             model=model if isinstance(model, str) else None,
         )
         try:
@@ -311,7 +316,7 @@ class CachePolicy:
                             acc.failed = True
                 yield frame
             # the upstream stream ended cleanly: no error, no disconnect
-            if not acc.failed and req.meta.get("stream_error") is None:
+            if not acc.failed and req.state.stream_error is None:
                 self._spawn(self._store_stream(key, req, acc, pending))
 
         return StreamResponse(
@@ -325,8 +330,7 @@ class CachePolicy:
         self, key: str, req: Request, acc: Assembler, pending: list[bytes]
     ) -> None:
         acc.feed_frames(pending)
-        usage = req.meta.get("usage")
-        doc = acc.result(usage if isinstance(usage, dict) else None)
+        doc = acc.result(req.state.usage)
         if doc is None:
             return
         await self._put(key, orjson.dumps(doc), doc, req)

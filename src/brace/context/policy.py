@@ -6,7 +6,7 @@ any of them could be picked for); a group whose deployments declare none is pass
 through untouched.  The prompt is counted with the tokenizer family of that
 deployment (:mod:`brace.context.tokens`): exactly for OpenAI models when the encoding
 is on the machine, else with the calibrated estimate.  The count is left in
-``request.meta["prompt_tokens"]`` for the layers below (pacing).
+``request.state.prompt_tokens`` for the layers below (pacing).
 
 An estimate is only trusted within its measured error (``margin``, by default the
 family's 95th percentile; 0 for an exact count):
@@ -21,7 +21,7 @@ family's 95th percentile; 0 for an exact count):
   *even if the estimate is low by the margin*, reserving the requested
   ``max_completion_tokens``/``max_tokens`` or ``reserve_output_tokens`` for the
   answer.  The caller's body is never modified: the layers below see a new body
-  (a shallow copy with a new ``messages`` list) and ``meta["context_trimmed"]`` holds
+  (a shallow copy with a new ``messages`` list) and ``state.context_trimmed`` holds
   the number of messages dropped.
 
 Reject and route never need the requested completion room to be reserved: without a
@@ -120,7 +120,7 @@ class ContextPolicy:
             fixed = fixed_prompt_tokens(body, family=family, encoding=encoding)
             costs = [count_message_tokens(m, family=family, encoding=encoding) for m in messages]
             prompt = fixed + sum(costs)
-            req.meta["prompt_tokens"] = prompt
+            req.state.prompt_tokens = prompt
             requested = _requested_completion(body)
             if config.mode != "trim":
                 if prompt / (1 + margin) + (requested or 0) > window:
@@ -136,8 +136,8 @@ class ContextPolicy:
                 kept = trim(messages, budget, config.strategy, cost=lambda m: by_id[id(m)])
             except ContextWindowExceeded as exc:
                 raise self._exceeded(prompt, out, detail=exc.message) from None
-            req.meta["context_trimmed"] = len(messages) - len(kept)
-            req.meta["prompt_tokens"] = fixed + sum(by_id[id(m)] for m in kept)
+            req.state.context_trimmed = len(messages) - len(kept)
+            req.state.prompt_tokens = fixed + sum(by_id[id(m)] for m in kept)
             return await inner(dataclasses.replace(req, body={**body, "messages": kept}))
 
         return context

@@ -20,7 +20,7 @@ from ..cache import cache_hints
 from ..errors import BadRequest, BraceError, PayloadTooLarge, PermissionDenied
 from ..keys import MASTER, VirtualKey
 from ..policies.admission import PRIORITIES
-from ..stack import Request, Response, StreamResponse
+from ..stack import Request, RequestState, Response, StreamResponse
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -106,15 +106,15 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
 
 def brace_headers(req: Request) -> dict[str, str]:
     """What happened to a request, for the caller: request id, deployment, attempts, fallback."""
-    meta = req.meta
+    state = req.state
     headers = {"x-request-id": req.request_id}
-    deployment = meta.get("deployment")
+    deployment = state.deployment
     if deployment:
         headers["x-brace-deployment"] = deployment
-    attempts = meta.get("attempts")
+    attempts = state.attempts
     if attempts:
         headers["x-brace-attempts"] = str(len(attempts))
-    fallback = meta.get("fallback")
+    fallback = state.fallback
     if fallback:
         headers["x-brace-fallback"] = ">".join(fallback)
     return headers
@@ -147,14 +147,14 @@ def authenticate(gateway: Gateway, request: web.Request) -> Caller:
 
 def _authorize(caller: Caller, authorization: str | None, req: Request) -> None:
     """Scope (the 403) and what the key decides for the request: tenant, priority."""
-    meta = req.meta
+    state = req.state
     if caller is None:  # local mode
         if authorization:
             # tenants take turns in the admission queue; the token itself is never kept
-            meta["tenant"] = hashlib.blake2b(authorization.encode(), digest_size=8).hexdigest()
+            state.tenant = hashlib.blake2b(authorization.encode(), digest_size=8).hexdigest()
         return
     if caller is MASTER:
-        meta["tenant"] = "master"
+        state.tenant = "master"
         return
     assert isinstance(caller, VirtualKey)
     if not caller.allows(req.model):
@@ -164,10 +164,10 @@ def _authorize(caller: Caller, authorization: str | None, req: Request) -> None:
             f"it may use: {allowed or 'no model'}",
             param="model",
         )
-    meta["key"] = caller
-    meta["tenant"] = caller.id
-    if caller.priority == "batch" or (caller.priority is not None and "priority" not in meta):
-        meta["priority"] = caller.priority  # a batch key cannot promote itself by header
+    state.ext.insert(caller)
+    state.tenant = caller.id
+    if caller.priority == "batch" or (caller.priority is not None and state.priority is None):
+        state.priority = caller.priority  # a batch key cannot promote itself by header
 
 
 async def dispatch(
@@ -176,11 +176,11 @@ async def dispatch(
     """Run ``req`` through its group's stack and render the result or the error."""
     traceparent = request.headers.get("traceparent")
     if traceparent:
-        req.meta["traceparent"] = traceparent
+        req.state.traceparent = traceparent
     try:
         timeout = _timeout_hint(request)
         if timeout is not None:
-            req.meta["timeout"] = timeout
+            req.state.timeout = timeout
         priority = request.headers.get("x-brace-priority")
         if priority is not None:
             if priority not in PRIORITIES:
@@ -188,9 +188,9 @@ async def dispatch(
                     f"x-brace-priority must be one of {', '.join(PRIORITIES)} (got {priority[:40]!r})",
                     param="x-brace-priority",
                 )
-            req.meta["priority"] = priority
+            req.state.priority = priority
         if "x-brace-cache" in request.headers or "x-brace-cache-max-age" in request.headers:
-            req.meta.update(cache_hints(request.headers))
+            req.state.cache_control, req.state.cache_max_age = cache_hints(request.headers)
         _authorize(caller, request.headers.get("Authorization"), req)
         handler = gateway.engine.handler(req.model)
         result = await handler(req)
@@ -228,11 +228,13 @@ async def render(
         return web.Response(
             body=result.body, status=result.status, content_type=_JSON, headers=headers
         )
-    return await _render_stream(request, result, headers, req.meta if req is not None else {})
+    return await _render_stream(
+        request, result, headers, req.state if req is not None else RequestState()
+    )
 
 
 async def _render_stream(
-    request: web.Request, stream: StreamResponse, headers: dict[str, str], meta: dict[str, Any]
+    request: web.Request, stream: StreamResponse, headers: dict[str, str], state: RequestState
 ) -> web.StreamResponse:
     chunks = stream.chunks
     try:
@@ -260,13 +262,13 @@ async def _render_stream(
         log.warning(
             "stream %s ended by upstream failure: %s", headers.get("x-request-id"), exc.message
         )
-        meta["stream_error"] = exc
+        state.stream_error = exc
         await _write_quietly(resp, b"data: " + exc.to_json() + b"\n\n")
     except (ConnectionResetError, ConnectionError):
         # The client went away: stop reading upstream (finally closes it).
-        meta["client_disconnected"] = True
+        state.client_disconnected = True
     except asyncio.CancelledError:
-        meta["client_disconnected"] = True
+        state.client_disconnected = True
         raise
     finally:
         await stream.aclose()

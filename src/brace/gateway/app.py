@@ -34,11 +34,7 @@ class Gateway:
     def __init__(self, config: BraceConfig, *, engine: Engine | None = None) -> None:
         self.config = config
         self.keys = Keys(config)
-        self.engine = (
-            engine
-            if engine is not None
-            else Engine(config, guards=self.keys.policies(lambda: self.engine.limiter))
-        )
+        self.engine = engine if engine is not None else Engine(config, keys=self.keys)
         self.telemetry = Telemetry(config, self.engine)
         self.stopping = False
         self.host = config.server.host
@@ -137,8 +133,8 @@ class Gateway:
             await self._runner.cleanup()
             self._runner = None
         await self.telemetry.aclose()  # after the drain: every record is flushed
+        await self.engine.aclose()  # budget settlements still running reach the ledger
         await self.keys.aclose()  # settled spend written
-        await self.engine.aclose()
 
     async def run(
         self,

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..config import BraceConfig
-from ..policies.budget import BudgetPolicy
-from ..policies.fallback import answering_group
-from ..policies.key_limits import KeyLimitPolicy
-from ..stack import Policy, Request, Response
-from ..state import LimiterBackend
-from ..telemetry.cost import Pricing
 from ._ledger import BudgetAlert, Ledger, LocalLedger, RedisLedger
 from ._ring import KeyRing
 from ._store import KeyStore, open_key_store
@@ -24,8 +18,8 @@ log = logging.getLogger("brace.keys")
 
 
 class Keys:
-    """The key store, the in-memory key ring, the spend ledger, and the two policies
-    (key rate limits, budgets) the engine places after the cache."""
+    """The key store, the in-memory key ring and the spend ledger of one gateway; the
+    engine builds the two policies that use them (key rate limits, budgets)."""
 
     def __init__(self, config: BraceConfig) -> None:
         self.config = config
@@ -51,11 +45,9 @@ class Keys:
             if server.redis_url
             else local
         )
-        self.pricing = Pricing(config)
         self.alerts: list[BudgetAlert] = []
         """The latest soft-budget alerts (bounded), for metrics and the dashboard."""
         self._webhooks: set[asyncio.Task[None]] = set()
-        self.budget_policy: BudgetPolicy | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -69,78 +61,12 @@ class Keys:
             raise
 
     async def aclose(self) -> None:
-        if self.budget_policy is not None:
-            await self.budget_policy.drain()
+        """Close after the engine (whose budget policy settles into the ledger)."""
         await self.ledger.aclose()  # writes the last settled spend
         await self.ring.aclose()
         for task in list(self._webhooks):
             task.cancel()
         await self.store.aclose()
-
-    # ------------------------------------------------------------------ the policies
-
-    def policies(self, limiter: Callable[[], LimiterBackend | None]) -> list[Policy]:
-        """Key rate limits, then budgets (the engine puts them after the cache)."""
-        models = self.config.models
-        default_max = {n: g.capacity.default_max_tokens for n, g in models.items()}
-        self.budget_policy = BudgetPolicy(
-            self.ledger,
-            scopes=self.ring.scopes,
-            prices={n: self._worst_prices(n) for n in models},
-            default_max_tokens=default_max,
-            cost=self.cost,
-        )
-        return [
-            KeyLimitPolicy(limiter, default_max_tokens=default_max),
-            self.budget_policy,
-        ]
-
-    def _worst_prices(self, group: str) -> tuple[float, float]:
-        """The highest (input, output) price of the group and every group it falls back to."""
-        seen: set[str] = set()
-        todo = [group]
-        price_in = price_out = 0.0
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            g = self.config.models[name]
-            for d in g.deployments:
-                p = self.pricing.price(d.id, group=name)
-                if p is not None:
-                    price_in, price_out = max(price_in, p.input), max(price_out, p.output)
-            todo.extend(rule.to for rule in g.fallbacks)
-        return price_in, price_out
-
-    def cost(self, req: Request, result: Response | None) -> float:
-        """The real cost of a finished request, from the usage its upstream reported."""
-        try:
-            meta = req.meta
-            deployment = meta.get("deployment")
-            if not deployment:
-                return 0.0
-            if result is not None:
-                body = result.json()
-                usage, model = body.get("usage"), body.get("model")
-            else:
-                usage, model = meta.get("usage"), meta.get("response_model")
-            if not isinstance(usage, dict):
-                return 0.0
-            details = usage.get("prompt_tokens_details")
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            cost = self.pricing.cost(
-                deployment,
-                model if isinstance(model, str) else None,
-                _int(usage.get("prompt_tokens")),
-                _int(usage.get("completion_tokens")),
-                _int(cached),
-                group=answering_group(req),
-            )
-            return float(cost or 0.0)
-        except Exception:  # never fail a request over its bill
-            log.exception("budgets: cannot price request %s", req.request_id)
-            return 0.0
 
     # ------------------------------------------------------------------ alerts
 
@@ -198,7 +124,3 @@ class Keys:
             "budget_alerts_total": float(ledger["alerts"]),
             "budget_sync_errors_total": float(ledger["sync_errors"]),
         }
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

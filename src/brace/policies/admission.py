@@ -15,7 +15,7 @@ being sent into a 429.  The queue is
 
 One dispatcher task per group (alive only while requests wait) lets waiters go one at
 a time: a woken request tries the stack; once its pacing reservation is granted
-(``request.meta["on_admit"]``) the next one goes; if it still finds no capacity it
+(``request.state.on_admit``) the next one goes; if it still finds no capacity it
 returns to the head of its queue and the dispatcher sleeps until capacity is due (on
 the injected clock) or an in-flight request finishes.
 """
@@ -30,9 +30,9 @@ from typing import Any
 
 from ..clock import Clock
 from ..errors import DeadlineExceeded, NoCapacity, Shed
-from ..stack import Handler, Request, Response, StreamResponse
+from ..stack import Handler, Request, RequestState, Response, StreamResponse
 
-__all__ = ["PRIORITIES", "AdmissionPolicy"]
+__all__ = ["PRIORITIES", "AdmissionPolicy", "CapacityFreed"]
 
 PRIORITIES = ("interactive", "batch")
 _MAX_IDLE_POLL = 1.0
@@ -155,10 +155,10 @@ class AdmissionPolicy:
     async def _wait_then_run(
         self, req: Request, inner: Handler, first_wait: float | None
     ) -> Response | StreamResponse:
-        meta = req.meta
-        priority = meta.get("priority", "interactive")
-        tenant = meta.get("tenant", "")
-        tokens = int(meta.get("prompt_tokens_est") or 1)
+        state = req.state
+        priority = state.priority or "interactive"
+        tenant = state.tenant or ""
+        tokens = state.prompt_tokens_est or 1
         now = self._clock.now()
         estimate = self._estimate(priority, first_wait, tokens)
         if self._size >= self._max_queue:
@@ -193,11 +193,11 @@ class AdmissionPolicy:
                     ) from None
                 outcome = w.outcome
                 assert outcome is not None
-                meta["on_admit"] = _admit_callback(outcome, meta, self._clock, now)
+                state.on_admit = _admit_callback(outcome, state, self._clock, now)
                 try:
                     result = await inner(req)
                 except NoCapacity as nc:
-                    meta.pop("on_admit", None)
+                    state.on_admit = None
                     w.go = loop.create_future()
                     self._push(w, front=True)
                     if outcome.done():  # no capacity on a retry after admission
@@ -208,7 +208,7 @@ class AdmissionPolicy:
                 self.admitted_after_wait += 1
                 return result
         finally:
-            meta.pop("on_admit", None)
+            state.on_admit = None
             if not w.go.done() or w.go.cancelled():  # still queued (or timed out there)
                 self._remove(w)
             if w.outcome is not None and not w.outcome.done():
@@ -256,9 +256,27 @@ class AdmissionPolicy:
         }
 
 
+class CapacityFreed:
+    """The signal a pacer gives when one of its slots frees: every admission queue that
+    listens may try again.  Made before the pacers and the queues (the pacers call it,
+    the queues listen), so that building them has no loop."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+
+    def __call__(self) -> None:
+        for callback in self._listeners:
+            callback()
+
+
 def _admit_callback(
     outcome: asyncio.Future[float | bool | None],
-    meta: dict[str, Any],
+    state: RequestState,
     clock: Clock,
     queued_at: float,
 ) -> Callable[[], None]:
@@ -267,7 +285,7 @@ def _admit_callback(
     (``queue_wait``: the queue, then the reservation)."""
 
     def admitted() -> None:
-        meta["queue_wait"] = clock.now() - queued_at
+        state.queue_wait = clock.now() - queued_at
         if not outcome.done():
             outcome.set_result(True)
 

@@ -10,39 +10,21 @@ clock:
 
 A stream is returned only once its first chunk has arrived, so that everything
 above (retry, hedge, fallback) can still try elsewhere while nothing has reached
-the client.  Each attempt is appended to ``request.meta["attempts"]`` and emitted
+the client.  Each attempt is appended to ``request.state.attempts`` and emitted
 as an :class:`~brace.events.AttemptEnded` event.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import NamedTuple
 
 from ..clock import Clock
 from ..config import Timeouts
 from ..errors import DeadlineExceeded, MalformedResponse, UpstreamFailure, UpstreamTimeout
 from ..events import AttemptEnded, EventBus
-from ..stack import Handler, Request, Response, StreamResponse
+from ..stack import Attempt, Handler, Request, Response, StreamResponse
 
 __all__ = ["Attempt", "AttemptPolicy"]
-
-
-class Attempt(NamedTuple):
-    """One attempt, as recorded in ``request.meta["attempts"]`` (telemetry reads these)."""
-
-    deployment: str
-    error_class: str | None
-    status: int | None
-    duration: float
-    started: float
-    """On the engine's clock (monotonic)."""
-    hedge: bool = False
-    group: str = ""
-    error: str | None = None
-    retry_delay: float | None = None
-    """The backoff the retry policy waited before this attempt (``None``: not a retry
-    after a wait decision — a first attempt, a hedge, a fallback)."""
 
 
 class AttemptPolicy:
@@ -140,9 +122,11 @@ class AttemptPolicy:
         duration = self._clock.now() - start
         error_class = exc.error_class if exc is not None else None
         status = exc.upstream_status if exc is not None else 200
-        attempts = req.meta.get("attempts")
+        state = req.state
+        attempts = state.attempts
         if attempts is None:
-            attempts = req.meta["attempts"] = []
+            attempts = state.attempts = []
+        retry_delay, state.retry_delay = state.retry_delay, None
         attempts.append(
             Attempt(
                 self._id,
@@ -150,10 +134,10 @@ class AttemptPolicy:
                 status,
                 duration,
                 start,
-                bool(req.meta.get("hedge")),
+                state.hedge,
                 self._group,
                 exc.message if exc is not None else None,
-                req.meta.pop("retry_delay", None),
+                retry_delay,
             )
         )
         if not self._events.wants(AttemptEnded):
@@ -166,7 +150,7 @@ class AttemptPolicy:
                 error_class,
                 status,
                 duration,
-                hedge=bool(req.meta.get("hedge")),
+                hedge=state.hedge,
             )
         )
 

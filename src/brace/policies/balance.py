@@ -5,9 +5,9 @@ attempt it picks one deployment and calls that deployment's own stack
 (breaker → attempt → provider).  The pick:
 
 1. **health**: deployments whose breaker lets nothing through are skipped, and so
-   are those that already failed this request (``request.meta["exclude"]``) when
+   are those that already failed this request (``request.state.exclude``) when
    another one is available;
-   a retry or a hedge (``request.meta["retry"]`` / ``["hedge"]``) only goes to a
+   a retry or a hedge (``request.state.retry`` / ``.hedge``) only goes to a
    deployment whose :class:`~brace.policies.retry.RetryBudget` has room, and is
    charged to it — so retries to a sick deployment stay capped, while retries that
    move to a healthy one are cheap; a first attempt is deposited in the budget of
@@ -244,10 +244,10 @@ class Balancer:
         return a, b
 
     async def __call__(self, req: Request) -> Response | StreamResponse:
-        meta = req.meta
-        exclude = meta.get("exclude", frozenset())
+        rstate = req.state
+        exclude: set[str] | frozenset[str] = rstate.exclude or frozenset()
         budget = self._budget
-        charged = budget is not None and bool(meta.get("retry") or meta.get("hedge"))
+        charged = budget is not None and (rstate.retry or rstate.hedge)
         state = self.pick(exclude, budget if charged else None)
         if state is None:
             if charged and any(s.available() for s in self._states):
@@ -263,7 +263,7 @@ class Balancer:
             )
         if len(self._states) > 1 and state.pacer is not None:
             state = await self._with_capacity(req, state, exclude, budget if charged else None)
-        meta["deployment"] = state.id
+        rstate.deployment = state.id
         if budget is not None:
             if charged:
                 budget.withdraw(state.id)

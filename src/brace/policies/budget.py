@@ -1,6 +1,6 @@
 """Budgets: hold a request's worst-case cost before it is sent, settle the real cost.
 
-Only requests made with a virtual key (``request.meta["key"]``) are counted; the
+Only requests made with a virtual key (a :class:`~brace.keys.VirtualKey` in ``request.state.ext``) are counted; the
 in-process client and the master key are not.  Before the request goes on, its
 worst-case cost is held on the key's and its team's budgets
 (:class:`~brace.keys.Ledger`): if a hard budget cannot take it, the request is
@@ -23,14 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from ..keys import Hold, Ledger, Scope, VirtualKey
 from ..stack import Handler, Request, Response, StreamResponse
-
-if TYPE_CHECKING:
-    from ..keys import Hold, Ledger, Scope, VirtualKey
 
 __all__ = ["BudgetPolicy", "worst_case_tokens"]
 
@@ -125,7 +123,7 @@ class BudgetPolicy:
 
         def budget(req: Request) -> Awaitable[Response | StreamResponse]:
             # without a key, the inner awaitable itself: no coroutine frame of its own
-            key = req.meta.get("key")
+            key = req.state.ext.get(VirtualKey)
             if key is None:
                 return inner(req)
             return counted(req, key)

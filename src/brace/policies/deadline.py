@@ -3,7 +3,7 @@
 The outermost policy of a group: it sets ``request.deadline`` (on the injected
 clock) to now + the group's ``deadline`` unless the caller asked for less — the
 gateway reads the ``x-brace-timeout`` header (seconds) into
-``request.meta["timeout"]``.  Every policy below reads the same deadline: the
+``request.state.timeout``.  Every policy below reads the same deadline: the
 attempt policy caps each attempt by it, retry and fallback stop when it is near.
 """
 
@@ -31,8 +31,8 @@ class DeadlinePolicy:
         # a plain function returning the inner awaitable: no coroutine frame of its own
         def deadline(req: Request) -> Awaitable[Response | StreamResponse]:
             if req.deadline is None:
-                asked = req.meta.get("timeout")
-                budget = (
+                asked = req.state.timeout
+                budget = (  # checked: an in-process caller may set anything here
                     min(default, asked) if isinstance(asked, int | float) and asked > 0 else default
                 )
                 req.deadline = clock.now() + budget

@@ -9,7 +9,7 @@ larger-context group; content filtered → another provider; ``unavailable``
 (rate limited, overloaded, down) → the next group.
 
 The deadline covers every hop: no hop starts once it has passed.  The response
-records the hop in ``request.meta["fallback"]`` (the gateway's ``x-brace-fallback``
+records the hop in ``request.state.fallback`` (the gateway's ``x-brace-fallback``
 header); when everything fails, :class:`~brace.errors.AttemptsExhausted` names every
 attempt of every group and its cause.
 """
@@ -24,7 +24,7 @@ from ..errors import AttemptsExhausted, NoCapacity, UpstreamFailure
 from ..events import EventBus, FellBack
 from ..stack import Handler, Request, Response, StreamResponse
 
-__all__ = ["FallbackPolicy", "answering_group"]
+__all__ = ["FallbackPolicy"]
 
 
 def _flatten(exc: UpstreamFailure) -> list[UpstreamFailure]:
@@ -73,8 +73,8 @@ class FallbackPolicy:
                     break
                 self._events.emit(FellBack(req.request_id, hops[-1], to, exc.error_class))
                 hops.append(to)
-                req.meta["fallback"] = hops.copy()
-                req.meta.pop("exclude", None)
+                req.state.fallback = hops.copy()
+                req.state.exclude = None
                 try:
                     return await self._targets[to](req)
                 except UpstreamFailure as nxt:
@@ -91,7 +91,7 @@ class FallbackPolicy:
         takes the request; else the admission queue waits for this group."""
         waits = [none_now.wait]
         for to in self._spill[: self._max_hops]:
-            req.meta.pop("exclude", None)
+            req.state.exclude = None
             try:
                 result = await self._targets[to](req)
             except NoCapacity as nc:
@@ -100,14 +100,7 @@ class FallbackPolicy:
             except UpstreamFailure:
                 continue  # the request waits for its own group instead
             self._events.emit(FellBack(req.request_id, self._group, to, "no_capacity"))
-            req.meta["fallback"] = [self._group, to]
+            req.state.fallback = [self._group, to]
             return result
         known = [w for w in waits if w is not None]
         raise NoCapacity(none_now.message, wait=min(known) if known else None)
-
-
-def answering_group(req: Request) -> str:
-    """The model group that answered ``req``: its last fallback hop, else the group it
-    asked for (what prices, the request log and budgets attribute it to)."""
-    hops = req.meta.get("fallback")
-    return str(hops[-1]) if hops else req.model

@@ -105,10 +105,13 @@ class HedgePolicy:
             if primary.done():
                 timer.cancel()
                 return primary.result()
-            slow = req.meta.get("deployment") or ""
-            exclude = set(req.meta.get("exclude") or ()) | {slow}
+            slow = req.state.deployment or ""
+            exclude = set(req.state.exclude or ()) | {slow}
             if not self._has_alternative(exclude):
                 return await primary
+            forked = req.state.fork()
+            forked.exclude = exclude
+            forked.hedge = True
             second_req = Request(
                 req.operation,
                 req.model,
@@ -117,12 +120,7 @@ class HedgePolicy:
                 req.request_id,
                 req.deadline,
                 req.headers,
-                {
-                    **req.meta,
-                    "exclude": exclude,
-                    "hedge": True,
-                    "attempts": req.meta.setdefault("attempts", []),
-                },
+                forked,
             )
             self._events.emit(Hedged(req.request_id, self._group, delay))
             secondary = asyncio.ensure_future(timed(second_req))
@@ -162,8 +160,8 @@ async def _first_success(
                 failures.append(exc)
             if winner is not None:
                 if winner is secondary:
-                    req.meta["deployment"] = second_req.meta.get("deployment")
-                    req.meta["hedged"] = True
+                    req.state.deployment = second_req.state.deployment
+                    req.state.hedged = True
                 return winner.result()
     finally:
         for fut in pending:

@@ -13,16 +13,14 @@ After the answer, the token part is settled with the real usage.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
+from typing import Any
 
 from ..errors import KeyRateLimited
+from ..keys import VirtualKey
 from ..stack import Handler, Request, Response, StreamResponse
 from ..state import LimiterBackend, Limits
 from .pacing import request_tokens
-
-if TYPE_CHECKING:
-    from ..keys import VirtualKey
 
 __all__ = ["KeyLimitPolicy"]
 
@@ -30,7 +28,7 @@ __all__ = ["KeyLimitPolicy"]
 class KeyLimitPolicy:
     def __init__(
         self,
-        limiter: Callable[[], LimiterBackend | None],
+        limiter: LimiterBackend,
         *,
         default_max_tokens: Mapping[str, int],
         burst_seconds: float = 10.0,
@@ -54,13 +52,10 @@ class KeyLimitPolicy:
     def wrap(self, inner: Handler) -> Handler:
         def key_limits(req: Request) -> Awaitable[Response | StreamResponse]:
             # without limits, the inner awaitable itself: no coroutine frame of its own
-            key = req.meta.get("key")
+            key = req.state.ext.get(VirtualKey)
             if key is None or (key.rpm is None and key.tpm is None):
                 return inner(req)
-            limiter = self._limiter()
-            if limiter is None:
-                return inner(req)
-            return limited(req, key, limiter)
+            return limited(req, key, self._limiter)
 
         async def limited(
             req: Request, key: VirtualKey, limiter: LimiterBackend

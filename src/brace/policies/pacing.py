@@ -77,16 +77,16 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def request_tokens(req: Request, default_max_tokens: int) -> int:
-    """Prompt estimate (cached in ``meta["prompt_tokens_est"]``) + requested completion."""
-    meta = req.meta
-    prompt = meta.get("prompt_tokens")  # the context policy's count, when it ran
+    """Prompt estimate (kept in ``state.prompt_tokens_est``) + requested completion."""
+    state = req.state
+    prompt = state.prompt_tokens  # the context policy's count, when it ran
     if prompt is not None:
-        meta["prompt_tokens_est"] = prompt
+        state.prompt_tokens_est = prompt
     else:
-        prompt = meta.get("prompt_tokens_est")
+        prompt = state.prompt_tokens_est
         if prompt is None:
-            prompt = meta["prompt_tokens_est"] = estimate_prompt_tokens(req.body)
-    return int(prompt) + _requested_completion(req.body, default_max_tokens)
+            prompt = state.prompt_tokens_est = estimate_prompt_tokens(req.body)
+    return prompt + _requested_completion(req.body, default_max_tokens)
 
 
 def _requested_completion(body: dict[str, Any], default: int) -> int:
@@ -262,9 +262,10 @@ class PacingPolicy:
         default_max = self._default_max
 
         async def pace(req: Request) -> Response | StreamResponse:
-            meta = req.meta
+            state = req.state
             tokens = request_tokens(req, default_max)
-            prompt = meta["prompt_tokens_est"]
+            prompt = state.prompt_tokens_est
+            assert prompt is not None  # request_tokens() set it
             if pacer.full():
                 raise NoCapacity(f"deployment {pacer.id} is at its concurrency limit", wait=None)
             lim = pacer.limits()
@@ -276,9 +277,9 @@ class PacingPolicy:
                     )
                 if reservation.wait > 0:
                     await pacer._clock.sleep(reservation.wait)
-                    if "attempts" not in meta:  # the wait before the first attempt
-                        meta["queue_wait"] = meta.get("queue_wait", 0.0) + reservation.wait
-            admitted = meta.get("on_admit")
+                    if state.attempts is None:  # the wait before the first attempt
+                        state.queue_wait = (state.queue_wait or 0.0) + reservation.wait
+            admitted = state.on_admit
             if admitted is not None:
                 admitted()
             pacer.in_flight += 1

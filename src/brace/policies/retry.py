@@ -134,9 +134,9 @@ class RetryPolicy:
             failures: list[UpstreamFailure] = []
             exclude: set[str] | None = None
             same_deployment_retries = 0
-            meta = req.meta
+            state = req.state
             for attempt in range(1, config.max_attempts + 1):
-                meta["retry"] = attempt > 1
+                state.retry = attempt > 1
                 try:
                     return await inner(req)
                 except RetryBudgetExhausted:
@@ -148,7 +148,7 @@ class RetryPolicy:
                         break
                     dep = exc.deployment or ""
                     if exclude is None:
-                        exclude = meta["exclude"] = set()
+                        exclude = state.exclude = set()
                     exclude.update(f.deployment for f in failed if f.deployment)
                     if self._budget_exhausted():
                         break  # deployments are up but none may take a retry: do not wait
@@ -168,10 +168,10 @@ class RetryPolicy:
                             req.request_id, self._group, dep, exc.error_class, delay, attempt + 1
                         )
                     )
-                    meta["retry_delay"] = delay  # the next attempt records it
+                    state.retry_delay = delay  # the next attempt records it
                     if delay > 0:
                         await clock.sleep(delay)
-            meta["retry"] = False
+            state.retry = False
             if len(failures) == 1:
                 raise failures[0]
             raise AttemptsExhausted(failures)

@@ -25,7 +25,7 @@ import orjson
 
 from ..config import Deployment
 from ..errors import BadRequest, MalformedResponse, UpstreamBadRequest
-from ..stack import Request, Response, StreamResponse, sse_frame
+from ..stack import Request, RequestState, Response, StreamResponse, sse_frame
 from ._classify import classify_failure
 from ._transport import USER_AGENT, client_timeout, iter_sse, post, read_body
 
@@ -702,17 +702,17 @@ class StreamTranslator:
         self.finish_reasons.append(reason)
         return [self._chunk({}, reason)]
 
-    def note(self, meta: dict[str, Any]) -> None:
+    def note(self, state: RequestState) -> None:
         """Leave what the stream told so far — usage (OpenAI-shaped), the upstream's
-        model, message id and finish reasons — in ``meta`` for telemetry and budgets,
+        model, message id and finish reasons — in ``state`` for telemetry and budgets,
         as the OpenAI adapter does: a stream cut short still reports its input tokens."""
         if self._usage:
-            meta["usage"] = _usage(self._usage)
+            state.usage = _usage(self._usage)
         if self._id:
-            meta["response_model"] = self._model
-            meta["response_id"] = self._id
+            state.response_model = self._model
+            state.response_id = self._id
         if self.finish_reasons:
-            meta["finish_reasons"] = list(self.finish_reasons)
+            state.finish_reasons = list(self.finish_reasons)
 
     def finish(self) -> None:
         """Raise if the stream ended before ``message_stop`` (a truncated answer)."""
@@ -779,7 +779,7 @@ class AnthropicProvider:
                 deployment=self.id,
             )
             return StreamResponse(
-                self._relay(resp, translator, req.meta),
+                self._relay(resp, translator, req.state),
                 close=_closer(resp),
                 upstream=resp.headers,
             )
@@ -794,7 +794,7 @@ class AnthropicProvider:
         return Response(orjson.dumps(out), _parsed=out, upstream=resp.headers)
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, translator: StreamTranslator, meta: dict[str, Any]
+        self, resp: aiohttp.ClientResponse, translator: StreamTranslator, state: RequestState
     ) -> AsyncIterator[bytes]:
         try:
             async for events in iter_sse(resp, deployment=self.id):
@@ -802,13 +802,13 @@ class AnthropicProvider:
                 for name, data in events:
                     payloads.extend(translator.feed(name, data))
                 if payloads:
-                    translator.note(meta)  # before the caller sees it: a cut stream counts
+                    translator.note(state)  # before the caller sees it: a cut stream counts
                     yield sse_frame(payloads)
                 if translator.finished:
                     break
             translator.finish()
         finally:
-            translator.note(meta)
+            translator.note(state)
             if translator.finished:
                 resp.release()
             else:

@@ -16,7 +16,7 @@ import orjson
 
 from ..config import Deployment
 from ..errors import MalformedResponse
-from ..stack import Request, Response, StreamResponse
+from ..stack import Request, RequestState, Response, StreamResponse
 from ._classify import classify_failure
 from ._sse import parse_block
 from ._transport import USER_AGENT, client_timeout, post, read_body, transport_error
@@ -91,7 +91,9 @@ class OpenAIProvider:
         )
         if req.stream:
             return StreamResponse(
-                self._relay(resp, req.meta, strip_usage), close=_closer(resp), upstream=resp.headers
+                self._relay(resp, req.state, strip_usage),
+                close=_closer(resp),
+                upstream=resp.headers,
             )
         raw = await read_body(resp, deployment=self.id)
         try:
@@ -108,7 +110,7 @@ class OpenAIProvider:
         return Response(raw, _parsed=parsed, upstream=resp.headers)
 
     async def _relay(
-        self, resp: aiohttp.ClientResponse, meta: dict[str, Any], strip_usage: bool
+        self, resp: aiohttp.ClientResponse, state: RequestState, strip_usage: bool
     ) -> AsyncIterator[bytes]:
         """Relay the upstream's SSE as frames: every complete event of a network read
         in one frame, the upstream's own bytes when they need no change."""
@@ -131,7 +133,7 @@ class OpenAIProvider:
                     continue
                 block, buf = buf[: end + 2], buf[end + 2 :]
                 frame, done = self._frame(block)
-                frame, finish = _note_usage(frame, meta, strip_usage)
+                frame, finish = _note_usage(frame, state, strip_usage)
                 finished = finished or finish
                 if frame:
                     yield frame
@@ -213,7 +215,7 @@ def _clean_frame(block: bytes) -> tuple[bytes, bool] | None:
     return None
 
 
-def _note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) -> tuple[bytes, bool]:
+def _note_usage(frame: bytes, state: RequestState, strip_usage: bool) -> tuple[bytes, bool]:
     """Record usage, finish reasons and the model from the events that carry them;
     drop the usage-only event Brace asked for on the caller's behalf.  Returns the
     frame and whether it holds a finish reason.  Only the events holding a marker are
@@ -241,13 +243,16 @@ def _note_usage(frame: bytes, meta: dict[str, Any], strip_usage: bool) -> tuple[
             continue
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            meta["usage"] = usage
-            meta["response_model"] = chunk.get("model")
-            meta["response_id"] = chunk.get("id")
+            state.usage = usage
+            model, rid = chunk.get("model"), chunk.get("id")
+            state.response_model = model if isinstance(model, str) else None
+            state.response_id = rid if isinstance(rid, str) else None
         for choice in chunk.get("choices") or ():
             reason = choice.get("finish_reason") if isinstance(choice, dict) else None
             if isinstance(reason, str):
-                meta.setdefault("finish_reasons", []).append(reason)
+                if state.finish_reasons is None:
+                    state.finish_reasons = []
+                state.finish_reasons.append(reason)
         if strip_usage and isinstance(usage, dict) and not chunk.get("choices"):
             dropped.append((start, min(end + 2, len(frame))))
     if not dropped:

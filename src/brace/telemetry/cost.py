@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import BraceConfig
+from ..stack import Request, Response, answering_group
 
 __all__ = ["Price", "Pricing"]
 
@@ -70,6 +72,7 @@ class Pricing:
                         d.prices.input, d.prices.output, d.prices.cached_input
                     )
         self._table: dict[tuple[str, str], Price | None] = {}
+        self._fallbacks = {n: [r.to for r in g.fallbacks] for n, g in config.models.items()}
 
     def price(
         self, deployment: str, response_model: str | None = None, *, group: str | None = None
@@ -105,6 +108,60 @@ class Pricing:
         if price is None:
             return None
         return price.cost(input_tokens or 0, output_tokens or 0, cached_tokens or 0)
+
+    def worst_prices(self, group: str) -> tuple[float, float]:
+        """The highest (input, output) price of ``group`` and of every group it falls
+        back to (what a budget must hold before the request runs)."""
+        seen: set[str] = set()
+        todo = [group]
+        price_in = price_out = 0.0
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in self._fallbacks:
+                continue
+            seen.add(name)
+            for (g, deployment), _ in self._providers.items():
+                if g != name:
+                    continue
+                p = self.price(deployment, group=name)
+                if p is not None:
+                    price_in, price_out = max(price_in, p.input), max(price_out, p.output)
+            todo.extend(self._fallbacks[name])
+        return price_in, price_out
+
+    def request_cost(self, req: Request, result: Response | None) -> float:
+        """The real cost of a finished request, from the usage its upstream reported
+        (the JSON body, or what a stream left in ``req.state``); 0 when unknown."""
+        try:
+            state = req.state
+            deployment = state.deployment
+            if not deployment:
+                return 0.0
+            if result is not None:
+                body = result.json()
+                usage, model = body.get("usage"), body.get("model")
+            else:
+                usage, model = state.usage, state.response_model
+            if not isinstance(usage, dict):
+                return 0.0
+            details = usage.get("prompt_tokens_details")
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            cost = self.cost(
+                deployment,
+                model if isinstance(model, str) else None,
+                _int(usage.get("prompt_tokens")),
+                _int(usage.get("completion_tokens")),
+                _int(cached),
+                group=answering_group(req),
+            )
+            return float(cost or 0.0)
+        except Exception:  # never fail a request over its bill
+            log.exception("cannot price request %s", req.request_id)
+            return 0.0
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _lookup(provider: str, model: str) -> Price | None:

@@ -3,13 +3,14 @@
 Nothing here waits on telemetry: it notes the start (monotonic and wall clock),
 lets the request run, and when the answer is complete — at once for JSON, when the
 stream is closed for a stream — builds one :class:`~brace.telemetry.record.RequestRecord`
-from what the layers below left in ``request.meta`` and emits it as
+from what the layers below left in ``request.state`` and emits it as
 :class:`~brace.telemetry.record.RequestEnded`.  With no subscriber, no record is built.
 
-``request.meta`` keys read here: ``attempts`` (attempt policy), ``deployment``,
-``fallback``, ``hedged``, ``queue_wait``, ``priority``, ``tenant``, ``usage`` and
-``finish_reasons`` (providers, for streams), ``traceparent`` (gateway),
-``client_disconnected`` and ``stream_error`` (whoever renders the stream).
+Fields of :class:`~brace.stack.RequestState` read here: ``attempts`` (attempt
+policy), ``deployment``, ``fallback``, ``hedged``, ``queue_wait``, ``priority``,
+``tenant``, ``usage`` and ``finish_reasons`` (providers, for streams),
+``traceparent`` (gateway), ``client_disconnected`` and ``stream_error`` (whoever
+renders the stream).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from typing import Any
 from ..clock import Clock
 from ..errors import BraceError
 from ..events import EventBus
-from ..policies.fallback import answering_group
-from ..stack import Handler, Request, Response, StreamResponse
+from ..stack import Handler, Request, Response, StreamResponse, answering_group
 from .cost import Pricing
 from .record import AttemptRecord, RequestEnded, RequestRecord
 
@@ -82,7 +82,6 @@ class ObservePolicy:
                 return await inner(req)
             start = clock.now()
             started_at = self._wall()
-            req.meta["t0"] = start
             try:
                 result = await inner(req)
             except BraceError as exc:
@@ -131,9 +130,9 @@ class ObservePolicy:
         exc: BraceError | None,
         ttft: float | None,
     ) -> RequestRecord:
-        meta = req.meta
+        state = req.state
         duration = self._clock.now() - start
-        trace = parse_traceparent(meta.get("traceparent"))
+        trace = parse_traceparent(state.traceparent)
         rand = self._rand.getrandbits
         if trace:
             trace_id, parent = trace
@@ -157,10 +156,10 @@ class ObservePolicy:
                 a.error,
                 a.retry_delay,
             )
-            for a in meta.get("attempts", ())
+            for a in state.attempts or ()
         ]
-        fallback = meta.get("fallback")
-        deployment = meta.get("deployment")
+        fallback = state.fallback
+        deployment = state.deployment
         record = RequestRecord(
             request_id=req.request_id,
             trace_id=trace_id,
@@ -176,15 +175,15 @@ class ObservePolicy:
             deployment=deployment,
             provider=self._providers.get(deployment) if deployment else None,
             ttft=ttft,
-            queue_wait=meta.get("queue_wait"),
+            queue_wait=state.queue_wait,
             attempts=attempts,
             fallback=list(fallback) if fallback else None,
-            hedged=bool(meta.get("hedged")),
-            priority=meta.get("priority"),
-            tenant=meta.get("tenant"),
-            client_disconnected=bool(meta.get("client_disconnected")),
+            hedged=state.hedged,
+            priority=state.priority,
+            tenant=state.tenant,
+            client_disconnected=state.client_disconnected,
         )
-        failure = exc if exc is not None else meta.get("stream_error")
+        failure = exc if exc is not None else state.stream_error
         if failure is not None:
             record.error_class = failure.error_class
             record.error = failure.message
@@ -207,10 +206,10 @@ class ObservePolicy:
             if self._capture:
                 record.content = {"request": req.body.get("messages"), "response": choices}
         else:
-            usage = meta.get("usage")
-            record.response_model = meta.get("response_model")
-            record.response_id = meta.get("response_id")
-            reasons = meta.get("finish_reasons")
+            usage = state.usage
+            record.response_model = state.response_model
+            record.response_id = state.response_id
+            reasons = state.finish_reasons
             record.finish_reasons = list(reasons) if reasons else None
             if self._capture:
                 record.content = {"request": req.body.get("messages")}

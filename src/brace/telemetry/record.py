@@ -1,7 +1,7 @@
 """What Brace remembers of a request: one :class:`RequestRecord`, built once at its end.
 
 The :class:`~brace.telemetry.observe.ObservePolicy` builds it from what the layers
-left in ``request.meta`` (attempts, deployment, fallback hops, usage, queue wait) and
+left in ``request.state`` (attempts, deployment, fallback hops, usage, queue wait) and
 emits it as a :class:`RequestEnded` event; metrics, the store and the tracer subscribe.
 Records carry no secret: never a key or an Authorization header; message content only
 when ``telemetry.capture_content`` is on.
