@@ -1,4 +1,6 @@
-"""What the bench scripts share: subprocesses, /proc accounting, wrk, the report file.
+"""What the bench scripts share to measure: subprocesses, /proc accounting, wrk, load.
+
+Reporting a run (metadata, tables, docs/benchmarks.md) is `_report.py`.
 
 Everything here is standard library (except `load()`, which imports aiohttp when it is
 called); it runs under the project venv's Python.
@@ -24,7 +26,6 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
 BRACE = ROOT / ".venv" / "bin" / "brace"
 AUTH = "Bearer sk-bench"
@@ -248,28 +249,7 @@ def wrk(url: str, *, stream: bool, concurrency: int, duration: float) -> dict[st
     return r
 
 
-# ----------------------------------------------------------------------------- report
-
-
-def machine() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    # A crude single-core speed reference, to compare machines.
-    loops = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        sum(range(10**6))
-        loops.append(time.perf_counter() - t0)
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "sum_range_ms": min(loops) * 1000,
-        "loadavg_1m": os.getloadavg()[0],
-    }
+# ----------------------------------------------------------------------------- a quiet machine
 
 
 def wait_quiet(max_wait: float, threshold: float = 1.0) -> float:
@@ -285,33 +265,6 @@ def wait_quiet(max_wait: float, threshold: float = 1.0) -> float:
         time.sleep(5)
         load = os.getloadavg()[0]
     return load
-
-
-def replace_section(name: str, content: str, *, path: Path = DOC) -> None:
-    """Write ``content`` between ``<!-- bench:NAME:start -->`` and ``end`` markers.
-
-    The rest of the file survives; a missing section is appended.
-    """
-    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
-    block = f"{start}\n{content.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
-def save_json(prefix: str, data: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = RESULTS / f"{prefix}-{stamp}.json"
-    path.write_text(json.dumps(data, indent=2))
-    (RESULTS / f"{prefix}-latest.json").write_text(json.dumps(data, indent=2))
-    return path
 
 
 # ----------------------------------------------------------------------------- scenario runs
@@ -414,13 +367,6 @@ def start_litellm(name: str, config: dict[str, Any]) -> tuple[Proc, str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def dist_version(dist: str, python: str | None = None) -> str:
-    """A distribution's version, in this Python or in another venv's ``python``."""
-    code = f"from importlib.metadata import version; print(version({dist!r}))"
-    proc = subprocess.run([python or str(PROJECT_PY), "-c", code], capture_output=True, text=True)
-    return proc.stdout.strip() or "not installed"
-
-
 @dataclass
 class LoadResult:
     """What a client saw: one entry per request, in the order they were issued."""
@@ -446,15 +392,6 @@ class LoadResult:
             if s != 200:
                 out[str(s)] = out.get(str(s), 0) + 1
         return out
-
-
-def percentile(values: list[float], p: float) -> float | None:
-    """Nearest-rank percentile (``p`` in 0..100); ``None`` for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * p // 100))
-    return ordered[int(rank) - 1]
 
 
 def load(

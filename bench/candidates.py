@@ -223,11 +223,11 @@ def serve(stack: str, host: str, port: int, upstream: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import contextlib
-    import datetime as dt
     import platform
     import signal
 
     import _harness as h
+    import _report as rep
     import run as gateway_bench
 
     venv_py = h.BENCH / ".venv-candidates" / "bin" / "python"
@@ -327,27 +327,21 @@ def run(args: argparse.Namespace) -> int:
                 proc.stop()
 
     versions = {
-        dist: gateway_bench._version(dist, str(venv_py))
+        dist: rep.dist_version(dist, str(venv_py))
         for dist in ("aiohttp", "httpx", "uvicorn", "httptools", "granian", "uvloop")
     }
     data = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": ".venv/bin/python bench/candidates.py " + " ".join(sys.argv[1:]),
+        "date": rep.utc_now(),
+        "command": rep.command_line("candidates.py"),
         "upstream": upstream_label,
         "duration_s": duration,
         "rounds": args.rounds,
         "loadavg_start": loadavg_start,
-        "machine": {**h.machine(), "python": platform.python_version()},
+        "machine": {**rep.machine(), "python": platform.python_version()},
         "versions": versions,
         "results": results,
     }
-    text = report(data)
-    saved = h.save_json("candidates", data)
-    if not args.no_doc:
-        h.replace_section("candidates", text)
-    print()
-    print(text)
-    print(f"\nraw results: {saved.relative_to(h.ROOT)}")
+    rep.publish("candidates", "candidates", data, report(data), doc=not args.no_doc)
     return 0
 
 
@@ -356,6 +350,8 @@ def r_rps(cells: dict[str, Any], key: str) -> float:
 
 
 def report(data: dict[str, Any]) -> str:
+    import _report as rep
+
     results = data["results"]
     direct_p50 = results["direct"]["json_1"]["p50_us"]
     best = max(
@@ -375,16 +371,14 @@ def report(data: dict[str, Any]) -> str:
         f"uvloop {v['uvloop']}. Upstream: {data['upstream']}; {data['duration_s']:g} s per cell, best of "
         f"{data['rounds']} rounds; load average {data['loadavg_start']:.2f} at the start.",
         "",
-        "| stack | JSON req/s c=64 | vs best | stream req/s c=64 | added p50 c=1 (ms) "
-        "| CPU ms/JSON req (c=64) | peak RSS (MB) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
     ]
+    rows: list[list[str]] = []
     for stack in STACKS:
         r = results.get(stack)
         if r is None:
             continue
         if "error" in r:
-            lines.append(f"| {LABELS[stack]} | failed: {r['error']} | | | | | |")
+            rows.append([LABELS[stack], f"failed: {r['error']}", *[""] * 5])
             continue
 
         def rps(cell: dict[str, Any]) -> str:
@@ -393,10 +387,27 @@ def report(data: dict[str, Any]) -> str:
         j64, j1, s64 = r["json_64"], r["json_1"], r["stream_64"]
         added = (j1["p50_us"] - direct_p50) / 1000
         cpu = j64["cpu_ms_per_req"]
-        lines.append(
-            f"| {LABELS[stack]} | {rps(j64)} | {j64['rps'] / best:.0%} | {rps(s64)} | {added:.2f} "
-            f"| {'—' if cpu is None else f'{cpu:.3f}'} | {r['peak_rss_mb']:.0f} |"
+        rows.append(
+            [
+                LABELS[stack],
+                rps(j64),
+                f"{j64['rps'] / best:.0%}",
+                rps(s64),
+                f"{added:.2f}",
+                rep.fmt(cpu, ".3f"),
+                f"{r['peak_rss_mb']:.0f}",
+            ]
         )
+    head = [
+        "stack",
+        "JSON req/s c=64",
+        "vs best",
+        "stream req/s c=64",
+        "added p50 c=1 (ms)",
+        "CPU ms/JSON req (c=64)",
+        "peak RSS (MB)",
+    ]
+    lines.append(rep.table(head, "lrrrrrr", rows))
     return "\n".join(lines)
 
 

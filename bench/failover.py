@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
-import platform
 import signal
 import sys
 import time
@@ -33,6 +31,7 @@ import urllib.request
 from typing import Any
 
 import _harness as h
+import _report as rep
 
 LATENCY = "uniform(5,15)"
 FAULTS = "503=0.4,hang=0.05"
@@ -132,8 +131,8 @@ def measure(
         "error_samples": r.samples,
         "timed_out": r.timed_out,
         "wall_s": r.wall,
-        "p50_s": h.percentile(r.latencies, 50),
-        "p99_s": h.percentile(r.latencies, 99),
+        "p50_s": rep.percentile(r.latencies, 50),
+        "p99_s": rep.percentile(r.latencies, 99),
         "max_s": max(r.latencies, default=None),
         "upstream_calls": upstream,
         "calls_per_request": sum(upstream.values()) / requests,
@@ -155,21 +154,17 @@ def measure(
 
 
 def _ms(s: float | None) -> str:
-    return "—" if s is None else f"{s * 1000:,.0f}"
+    return rep.fmt(None if s is None else s * 1000, ",.0f")
 
 
 def table(results: dict[str, Any]) -> str:
-    rows = [
-        "| target | client errors | upstream calls / request | flaky / healthy calls "
-        "| p50 (ms) | p99 (ms) | max (ms) | wall (s) |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
-    ]
+    rows: list[list[str]] = []
     for name in TARGETS:
         res = results.get(name)
         if res is None:
             continue
         if "error" in res and "errors" not in res:
-            rows.append(f"| {LABELS[name]} (**failed**: {res['error']}) |  |  |  |  |  |  |  |")
+            rows.append([f"{LABELS[name]} (**failed**: {res['error']})", *[""] * 7])
             continue
         errs = f"{res['errors']:,}"
         if res["errors"]:
@@ -179,11 +174,28 @@ def table(results: dict[str, Any]) -> str:
             errs += f" — **stopped at the {TIME_LIMIT:.0f} s limit**"
         calls = res["upstream_calls"]
         rows.append(
-            f"| {LABELS[name]} | {errs} | {res['calls_per_request']:.2f} "
-            f"| {calls['flaky']:,} / {calls['healthy']:,} | {_ms(res['p50_s'])} "
-            f"| {_ms(res['p99_s'])} | {_ms(res['max_s'])} | {res['wall_s']:.1f} |"
+            [
+                LABELS[name],
+                errs,
+                f"{res['calls_per_request']:.2f}",
+                f"{calls['flaky']:,} / {calls['healthy']:,}",
+                _ms(res["p50_s"]),
+                _ms(res["p99_s"]),
+                _ms(res["max_s"]),
+                f"{res['wall_s']:.1f}",
+            ]
         )
-    return "\n".join(rows)
+    head = [
+        "target",
+        "client errors",
+        "upstream calls / request",
+        "flaky / healthy calls",
+        "p50 (ms)",
+        "p99 (ms)",
+        "max (ms)",
+        "wall (s)",
+    ]
+    return rep.table(head, "lrrrrrrr", rows)
 
 
 def brace_notes(results: dict[str, Any]) -> list[str]:
@@ -324,29 +336,17 @@ def main() -> int:
                 proc.stop()
 
     data: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": ".venv/bin/python bench/failover.py" + "".join(f" {a}" for a in sys.argv[1:]),
-        "elapsed_s": round(time.monotonic() - started, 1),
+        **rep.run_info(
+            "failover.py",
+            started=started,
+            loadavg_start=loadavg_start,
+            versions=rep.scenario_versions(),
+        ),
         "requests": args.requests,
         "concurrency": args.concurrency,
-        "loadavg_start": loadavg_start,
-        "loadavg_end": os.getloadavg()[0],
-        "machine": {
-            **h.machine(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "brace": h.dist_version("brace"),
-            "litellm": h.dist_version("litellm", str(h.LITELLM_VENV / "bin" / "python")),
-        },
         "results": results,
     }
-    text = report(data)
-    saved = h.save_json("failover", data)
-    if not args.no_doc:
-        h.replace_section("failover", text)
-    print()
-    print(text)
-    print(f"\nraw results: {saved.relative_to(h.ROOT)}; elapsed {data['elapsed_s']} s")
+    rep.publish("failover", "failover", data, report(data), doc=not args.no_doc)
     return 0
 
 

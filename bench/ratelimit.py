@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
-import platform
 import random
 import signal
 import sys
@@ -40,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import _harness as h
+import _report as rep
 
 RPM = 600
 TPM = 60_000
@@ -218,8 +217,8 @@ def run_scenario(
         "wall_s": r.wall,
         "min_s": minimum,
         "wall_over_min": r.wall / minimum if minimum else None,
-        "p50_s": h.percentile(r.latencies, 50),
-        "p99_s": h.percentile(r.latencies, 99),
+        "p50_s": rep.percentile(r.latencies, 50),
+        "p99_s": rep.percentile(r.latencies, 99),
         "upstream_calls": calls,
         "calls_per_request": calls / len(payloads),
         "upstream_429": limited,
@@ -251,24 +250,37 @@ def _better(x: dict[str, Any], y: dict[str, Any]) -> bool:
 # ----------------------------------------------------------------------------- report
 
 
-def _row(label: str, res: dict[str, Any] | None) -> str:
+def _row(label: str, res: dict[str, Any] | None) -> list[str]:
     if res is None:
-        return f"| {label} | not run |  |  |  |  |  |"
+        return [label, "not run", *[""] * 5]
     if "errors" not in res:
-        return f"| {label} | **failed**: {res.get('error', '?')} |  |  |  |  |  |"
+        return [label, f"**failed**: {res.get('error', '?')}", *[""] * 5]
     errs = f"{res['errors']:,}"
     if res["errors"]:
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(res["error_kinds"].items()))
         errs += f" ({kinds})"
     if res["timed_out"]:
         errs += f" — **stopped at the {TIME_LIMIT:.0f} s limit**"
-    ratio = res["wall_over_min"]
-    return (
-        f"| {label} | {errs} | {res['calls_per_request']:.2f} "
-        f"| {res['upstream_429']:,} ({res['upstream_429_share']:.1%}) "
-        f"| {res['wall_s']:.1f} | {res['min_s']:.1f} "
-        f"| {'—' if ratio is None else f'{ratio:.2f}×'} |"
-    )
+    return [
+        label,
+        errs,
+        f"{res['calls_per_request']:.2f}",
+        f"{res['upstream_429']:,} ({res['upstream_429_share']:.1%})",
+        f"{res['wall_s']:.1f}",
+        f"{res['min_s']:.1f}",
+        rep.fmt(res["wall_over_min"], ".2f", "×"),
+    ]
+
+
+_HEAD = (
+    "target",
+    "client errors",
+    "upstream calls / request",
+    "upstream 429s (share)",
+    "wall (s)",
+    "theoretical min (s)",
+    "wall ÷ min",
+)
 
 
 def report(data: dict[str, Any]) -> str:
@@ -305,22 +317,21 @@ def report(data: dict[str, Any]) -> str:
     ]
     for s in SCENARIOS:
         res = results.get(s.key, {})
-        lines += [
-            f"### ({s.key}) {s.title}: {s.requests} requests",
-            "",
-            "| target | client errors | upstream calls / request | upstream 429s (share) "
-            "| wall (s) | theoretical min (s) | wall ÷ min |",
-            "|---|---|--:|--:|--:|--:|--:|",
-        ]
+        rows = []
         if "brace" in data["targets"]:
-            lines.append(_row("Brace", res.get("brace")))
+            rows.append(_row("Brace", res.get("brace")))
         best = res.get("litellm_best")
         for strategy in LITELLM_STRATEGIES:
             if "litellm" not in data["targets"]:
                 break
             mark = " (better)" if strategy == best else ""
-            lines.append(_row(f"LiteLLM, `{strategy}`{mark}", res.get(f"litellm:{strategy}")))
-        lines.append("")
+            rows.append(_row(f"LiteLLM, `{strategy}`{mark}", res.get(f"litellm:{strategy}")))
+        lines += [
+            f"### ({s.key}) {s.title}: {s.requests} requests",
+            "",
+            rep.table(_HEAD, "llrrrrr", rows),
+            "",
+        ]
     lines += [
         "Client errors: answers other than 200 (or none) as the client saw them. Upstream "
         "calls: the mocks' `total_requests` (429s included) ÷ requests. Theoretical "
@@ -414,28 +425,16 @@ def main() -> int:
         results[s.key]["litellm_best"] = best
 
     data: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": ".venv/bin/python bench/ratelimit.py" + "".join(f" {a}" for a in sys.argv[1:]),
-        "elapsed_s": round(time.monotonic() - started, 1),
+        **rep.run_info(
+            "ratelimit.py",
+            started=started,
+            loadavg_start=loadavg_start,
+            versions=rep.scenario_versions(),
+        ),
         "targets": targets,
-        "loadavg_start": loadavg_start,
-        "loadavg_end": os.getloadavg()[0],
-        "machine": {
-            **h.machine(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "brace": h.dist_version("brace"),
-            "litellm": h.dist_version("litellm", str(h.LITELLM_VENV / "bin" / "python")),
-        },
         "results": results,
     }
-    text = report(data)
-    saved = h.save_json("ratelimit", data)
-    if not args.no_doc:
-        h.replace_section("ratelimit", text)
-    print()
-    print(text)
-    print(f"\nraw results: {saved.relative_to(h.ROOT)}; elapsed {data['elapsed_s']} s")
+    rep.publish("ratelimit", "ratelimit", data, report(data), doc=not args.no_doc)
     return 0
 
 

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
-import os
-import platform
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 import _harness as h
+import _report as rep
 
 TARGETS = ("direct", "relay", "brace", "litellm")
 LABELS = {"direct": "direct (mock)", "relay": "bare relay", "brace": "Brace", "litellm": "LiteLLM"}
@@ -251,7 +248,7 @@ def interleave(
 
 
 def _ms(us: float | None) -> str:
-    return "—" if us is None else f"{us / 1000:.2f}"
+    return rep.fmt(None if us is None else us / 1000, ".2f")
 
 
 def _cell(results: dict[str, Any], name: str, mode: str, c: int) -> dict[str, Any] | None:
@@ -261,11 +258,6 @@ def _cell(results: dict[str, Any], name: str, mode: str, c: int) -> dict[str, An
 
 def table(results: dict[str, Any], mode: str) -> str:
     direct1 = _cell(results, "direct", mode, 1)
-    head = (
-        "| target | req/s c=1 | req/s c=16 | req/s c=64 | p50 c=64 (ms) | p99 c=64 (ms) "
-        "| added p50 c=1 (ms) | CPU ms/req (c=64) | peak RSS (MB) |\n"
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|\n"
-    )
     rows = []
     for name in TARGETS:
         if name not in results:
@@ -275,25 +267,42 @@ def table(results: dict[str, Any], mode: str) -> str:
         def rps(c: int, name: str = name) -> str:
             r = _cell(results, name, mode, c)
             if r is None:
-                return "—"
+                return rep.MISSING
             return f"{r['rps']:,.0f}" + (f" ({r['errors']} err)" if r["errors"] else "")
 
         c1, c64 = _cell(results, name, mode, 1), _cell(results, name, mode, 64)
         if name == "direct" or c1 is None or direct1 is None:
-            added = "—"
+            added = rep.MISSING
         else:
             added = _ms(c1["p50_us"] - direct1["p50_us"])
         cpu = None if c64 is None else c64["cpu_ms_per_req"]
         rss = res.get("peak_rss_mb")
         label = LABELS[name] + (f" (**failed**: {res['error']})" if "error" in res else "")
         rows.append(
-            f"| {label} | {rps(1)} | {rps(16)} | {rps(64)} "
-            f"| {_ms(None if c64 is None else c64['p50_us'])} "
-            f"| {_ms(None if c64 is None else c64['p99_us'])} | {added} "
-            f"| {'—' if cpu is None else f'{cpu:.3f}'} "
-            f"| {'—' if rss is None else f'{rss:.0f}'} |"
+            [
+                label,
+                rps(1),
+                rps(16),
+                rps(64),
+                _ms(None if c64 is None else c64["p50_us"]),
+                _ms(None if c64 is None else c64["p99_us"]),
+                added,
+                rep.fmt(cpu, ".3f"),
+                rep.fmt(rss, ".0f"),
+            ]
         )
-    return head + "\n".join(rows)
+    head = [
+        "target",
+        "req/s c=1",
+        "req/s c=16",
+        "req/s c=64",
+        "p50 c=64 (ms)",
+        "p99 c=64 (ms)",
+        "added p50 c=1 (ms)",
+        "CPU ms/req (c=64)",
+        "peak RSS (MB)",
+    ]
+    return rep.table(head, "lrrrrrrrr", rows)
 
 
 def verdicts(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
@@ -361,17 +370,6 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return out
 
 
-def _version(dist: str, python: str | None = None) -> str:
-    if python is None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-    code = f"from importlib.metadata import version; print(version({dist!r}))"
-    proc = subprocess.run([python, "-c", code], capture_output=True, text=True)
-    return proc.stdout.strip() or "not installed"
-
-
 def report(data: dict[str, Any]) -> str:
     m = data["machine"]
     results = data["results"]
@@ -417,15 +415,13 @@ def report(data: dict[str, Any]) -> str:
             f"{best['stream']['brace']:,.0f} req/s.",
             "",
         ]
+    marks = {None: "n/a", True: "pass", False: "**FAIL**"}
+    verdicts = [(what, measured, marks[ok]) for what, measured, ok in data["verdicts"]]
     lines += [
         "### Targets",
         "",
-        "| target | measured | result |",
-        "|---|--:|---|",
+        rep.table(("target", "measured", "result"), "lrl", verdicts),
     ]
-    for what, measured, ok in data["verdicts"]:
-        mark = "n/a" if ok is None else ("pass" if ok else "**FAIL**")
-        lines.append(f"| {what} | {measured} | {mark} |")
     if not data["upstream"].startswith("brace mock"):
         lines += ["", "**Not publishable: these numbers come from the stand-in upstream.**"]
     return "\n".join(lines)
@@ -535,34 +531,20 @@ def main() -> int:
                 proc.stop()
 
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()
+    versions = {
+        "aiohttp": rep.dist_version("aiohttp"),
+        "uvloop": rep.dist_version("uvloop"),
+        "litellm": rep.dist_version("litellm", str(LITELLM_VENV / "bin" / "python")),
+        "wrk": wrk_version[1] if len(wrk_version) > 1 else "?",
+    }
     data: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "bench/run.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else "bench/run.py",
-        "elapsed_s": round(time.monotonic() - started, 1),
+        **rep.run_info("run.py", started=started, loadavg_start=loadavg_start, versions=versions),
         "upstream": upstream_label,
-        "loadavg_start": loadavg_start,
-        "loadavg_end": os.getloadavg()[0],
         "duration_s": duration,
-        "machine": {
-            **h.machine(),
-            "kernel": platform.release(),
-            "python": platform.python_version(),
-            "aiohttp": _version("aiohttp"),
-            "uvloop": _version("uvloop"),
-            "litellm": _version("litellm", str(LITELLM_VENV / "bin" / "python")),
-            "wrk": wrk_version[1] if len(wrk_version) > 1 else "?",
-        },
         "results": results,
     }
-    data["command"] = ".venv/bin/python " + data["command"]
     data["verdicts"] = verdicts(results)
-    text = report(data)
-    saved = h.save_json("run", data)
-    if not args.no_doc:
-        h.replace_section("gateway", text)
-    print()
-    print(text)
-    print(f"\nraw results: {saved.relative_to(h.ROOT)}; elapsed {data['elapsed_s']} s")
+    rep.publish("gateway", "run", data, report(data), doc=not args.no_doc)
     return 0
 
 

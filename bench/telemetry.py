@@ -40,12 +40,10 @@ from _harness import (
     _write_config,
     cpu_seconds,
     free_port,
-    machine,
-    replace_section,
-    save_json,
     start_mock,
     wrk,
 )
+from _report import machine, publish, table, utc_now
 
 PG_URL = os.environ.get("BRACE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -203,7 +201,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    started = utc_now()
     load_start = os.getloadavg()[0]
     rps, cpu = throughput(args.duration, args.rounds)
     rates = {
@@ -219,24 +217,30 @@ def main() -> None:
         f"{m.get('cpu')}, Python {sys.version.split()[0]}; load average {load_start:.2f} at the start. "
         f"JSON at c=64 through wrk, {args.duration:g} s per cell, best of {args.rounds} rotating rounds.",
         "",
-        "| telemetry | req/s c=64 | vs baseline | CPU µs/request | CPU vs baseline |",
-        "|---|--:|--:|--:|--:|",
     ]
     cpu_base = min(cpu["off"], cpu["metrics"])
-    for name, value in rps.items():
-        lines.append(
-            f"| {name} | {value:,.0f} | {value / base:.0%} | {cpu[name]:,.0f} | "
-            f"{cpu[name] / cpu_base - 1:+.0%} |"
-        )
+    rows = [
+        [
+            name,
+            f"{value:,.0f}",
+            f"{value / base:.0%}",
+            f"{cpu[name]:,.0f}",
+            f"{cpu[name] / cpu_base - 1:+.0%}",
+        ]
+        for name, value in rps.items()
+    ]
+    head = ["telemetry", "req/s c=64", "vs baseline", "CPU µs/request", "CPU vs baseline"]
+    writers = [
+        ("SQLite (WAL, one writer thread)", f"{rates['sqlite']:,.0f}"),
+        ("PostgreSQL (asyncpg, local)", f"{rates['postgres']:,.0f}"),
+    ]
     lines += [
+        table(head, "lrrrr", rows),
         "",
         f"Writer alone, {args.rows:,} records (each with 2 attempts) submitted at once, timed to "
         "the end of the flush:",
         "",
-        "| store | rows/s sustained |",
-        "|---|--:|",
-        f"| SQLite (WAL, one writer thread) | {rates['sqlite']:,.0f} |",
-        f"| PostgreSQL (asyncpg, local) | {rates['postgres']:,.0f} |",
+        table(["store", "rows/s sustained"], "lr", writers),
         "",
         "`off` is `telemetry.enabled: false`: no request log and no tracer, but the "
         "Prometheus metrics (in memory) are always kept, so each request still builds its "
@@ -255,14 +259,9 @@ def main() -> None:
         f"(`trace_sample_ratio: 0.1`) at {rps['sqlite+otlp 10%'] / base:.0%} "
         f"({_verdict(rps['sqlite+otlp 10%'], base)}).",
     ]
-    text = "\n".join(lines)
-    print(text)
-    save_json(
-        "telemetry",
-        {"rps": rps, "cpu_us_per_request": cpu, "writer_rows_per_s": rates, "started": started},
-    )
-    if not args.no_doc:
-        replace_section("telemetry", "## Results: the cost of observability\n\n" + text)
+    text = "## Results: the cost of observability\n\n" + "\n".join(lines)
+    data = {"rps": rps, "cpu_us_per_request": cpu, "writer_rows_per_s": rates, "started": started}
+    publish("telemetry", "telemetry", data, text, doc=not args.no_doc)
 
 
 def _verdict(value: float, base: float) -> str:

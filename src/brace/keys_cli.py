@@ -24,344 +24,45 @@ exits 1; an option that does not parse exits 2 with the form it expects.
 
 from __future__ import annotations
 
-import math
-import re
-import time
 import urllib.parse
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from ._admin_client import DEFAULT_URL, AdminClient, AdminError, KeyEnvOpt, UrlOpt
+from ._keys_cli_options import (
+    CLEARABLE,
+    BudgetOpt,
+    ExpiresAtOpt,
+    ExpiresInOpt,
+    JsonOpt,
+    KeyIdArg,
+    MetaOpt,
+    ModelOpt,
+    PriorityOpt,
+    RpmOpt,
+    TeamOpt,
+    TpmOpt,
+    body_fields,
+    parse_clearable,
+)
+from ._keys_cli_render import (
+    keys_table,
+    print_json,
+    print_key,
+    print_propagation,
+    spend_summary,
+    teams_table,
+    when,
+)
 
 __all__ = ["register_cli"]
 
 _TIMEOUT = 65.0
 """Seconds to wait for an answer: a change answers once every gateway has loaded it,
 which ``keys.propagation_timeout`` (at most 60 s) bounds."""
-_PERIODS = ("day", "month", "total")
-_MODES = ("hard", "soft")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
-_CLEARABLE = ("team", "rpm", "tpm", "priority", "metadata")
-_STATE_STYLE = {"active": "green", "expired": "yellow", "revoked": "red"}
-
-
-# ----------------------------------------------------------------------------- option values
-
-
-@dataclass(frozen=True, slots=True)
-class _Budget:
-    period: str
-    limit_usd: float
-    mode: str
-
-    def to_api(self) -> dict[str, Any]:
-        return {"period": self.period, "limit_usd": self.limit_usd, "mode": self.mode}
-
-
-@dataclass(frozen=True, slots=True)
-class _Meta:
-    key: str
-    value: str
-
-
-def _parse_budget(value: str) -> _Budget:
-    form = "expected PERIOD:USD[:MODE] with PERIOD day, month or total and MODE hard or soft, e.g. day:5 or month:50:soft"
-    parts = value.strip().split(":")
-    if len(parts) not in (2, 3):
-        raise typer.BadParameter(f"{value!r}: {form}")
-    period, amount = parts[0].strip().lower(), parts[1].strip().removeprefix("$")
-    mode = parts[2].strip().lower() if len(parts) == 3 else "hard"
-    if period not in _PERIODS:
-        raise typer.BadParameter(f"{value!r}: unknown period {period!r}; {form}")
-    if mode not in _MODES:
-        raise typer.BadParameter(f"{value!r}: unknown mode {mode!r}; {form}")
-    try:
-        usd = float(amount)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r}: {amount!r} is not an amount in USD; {form}") from None
-    if not math.isfinite(usd) or usd < 0:
-        raise typer.BadParameter(f"{value!r}: the amount must be a finite USD value >= 0")
-    return _Budget(period, usd, mode)
-
-
-def _parse_duration(value: str) -> float:
-    m = _DURATION.fullmatch(value.strip().lower())
-    seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"] if m else 0.0
-    if seconds <= 0:
-        raise typer.BadParameter(
-            f"{value!r}: expected a duration such as 30d, 12h, 45m or 3600 (seconds), "
-            "with unit s, m, h, d or w"
-        )
-    return seconds
-
-
-def _parse_expires_at(value: str) -> str:
-    text = value.strip()
-    try:
-        if math.isfinite(float(text)):
-            return text  # epoch seconds
-    except ValueError:
-        pass
-    try:
-        datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r}: expected an ISO 8601 time such as 2026-12-31T00:00:00Z "
-            "(UTC unless it says) or epoch seconds"
-        ) from None
-    return text
-
-
-def _parse_clearable(value: str) -> str:
-    name = value.strip().lower()
-    if name not in _CLEARABLE:
-        raise typer.BadParameter(f"{value!r}: expected one of {', '.join(_CLEARABLE)}")
-    return name
-
-
-def _parse_meta(value: str) -> _Meta:
-    key, sep, val = value.partition("=")
-    if not sep or not key.strip():
-        raise typer.BadParameter(f"{value!r}: expected KEY=VALUE, e.g. owner=alice")
-    return _Meta(key.strip(), val)
-
-
-TeamOpt = Annotated[
-    str | None,
-    typer.Option(help="The key's team: its spend also counts against the team's budgets."),
-]
-ModelOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--model", "-m", help="A model group the key may use (repeat it). Default: every group."
-    ),
-]
-RpmOpt = Annotated[int | None, typer.Option(min=1, help="Requests per minute for this key.")]
-TpmOpt = Annotated[int | None, typer.Option(min=1, help="Tokens per minute for this key.")]
-PriorityOpt = Annotated[
-    Literal["interactive", "batch"] | None,
-    typer.Option(help="Admission priority of the key's requests: interactive or batch."),
-]
-BudgetOpt = Annotated[
-    list[_Budget] | None,
-    typer.Option(
-        "--budget",
-        parser=_parse_budget,
-        metavar="PERIOD:USD[:MODE]",
-        help="A budget (repeat it): PERIOD day, month or total; MODE hard (refuse, the "
-        "default) or soft (alert only). E.g. --budget day:5 --budget month:50:soft",
-    ),
-]
-ExpiresInOpt = Annotated[
-    float | None,
-    typer.Option(
-        parser=_parse_duration,
-        metavar="DURATION",
-        help="Expire after this long: 30d, 12h, 45m, 3600 (seconds).",
-    ),
-]
-ExpiresAtOpt = Annotated[
-    str | None,
-    typer.Option(
-        parser=_parse_expires_at,
-        metavar="TIME",
-        help="Expire at this ISO 8601 time (UTC unless it says), e.g. 2026-12-31T00:00:00Z.",
-    ),
-]
-MetaOpt = Annotated[
-    list[_Meta] | None,
-    typer.Option(
-        "--meta", parser=_parse_meta, metavar="KEY=VALUE", help="A metadata entry (repeat it)."
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
-KeyIdArg = Annotated[str, typer.Argument(help="The key's id (key_...).", show_default=False)]
-
-
-def _fields(
-    *,
-    team: str | None,
-    models: list[str] | None,
-    rpm: int | None,
-    tpm: int | None,
-    priority: str | None,
-    budgets: list[_Budget] | None,
-    expires_in: float | None,
-    expires_at: str | None,
-    meta: list[_Meta] | None,
-) -> dict[str, Any]:
-    """The request body's fields for the options given (absent ones are left out)."""
-    if expires_in is not None and expires_at is not None:
-        raise typer.BadParameter(
-            "give --expires-in or --expires-at, not both", param_hint="'--expires-in'"
-        )
-    body: dict[str, Any] = {}
-    for name, value in (("team", team), ("rpm", rpm), ("tpm", tpm), ("priority", priority)):
-        if value is not None:
-            body[name] = value
-    if models:
-        body["models"] = list(dict.fromkeys(models))
-    if budgets:
-        body["budgets"] = [b.to_api() for b in budgets]
-    if expires_in is not None:
-        body["expires_in"] = expires_in
-    if expires_at is not None:
-        body["expires_at"] = expires_at
-    if meta:
-        body["metadata"] = {m.key: m.value for m in meta}
-    return body
-
-
-# ----------------------------------------------------------------------------- rendering
-
-
-def _usd(x: float) -> str:
-    return f"${x:.4f}" if 0 < x < 0.01 else f"${x:.2f}"
-
-
-def _use(u: dict[str, Any], *, all_periods: bool = False) -> str | None:
-    """One period's spend, e.g. ``day $0.12/$5.00 (2%)``; ``None`` when there is
-    nothing to say (no budget and no spend, unless ``all_periods``)."""
-    spent, limit = float(u.get("spent_usd") or 0.0), u.get("limit_usd")
-    if limit is None:
-        return f"{u['period']} {_usd(spent)}" if spent > 0 or all_periods else None
-    pct = f"{spent / limit * 100:.0f}%" if limit > 0 else ("0%" if spent == 0 else "over")
-    text = f"{u['period']} {_usd(spent)}/{_usd(float(limit))} ({pct})"
-    if u.get("mode") == "soft":
-        text += " soft"
-    return text
-
-
-def _periods(usage: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The usage rows in the order day, month, total."""
-    order = {p: i for i, p in enumerate(_PERIODS)}
-    return sorted(usage, key=lambda u: order.get(u.get("period", ""), len(order)))
-
-
-def _spend(usage: list[dict[str, Any]]) -> str:
-    return ", ".join(s for s in (_use(u) for u in _periods(usage)) if s)
-
-
-def _when(iso: str | None) -> str:
-    """An API time (ISO 8601, UTC) as ``2026-12-31 00:00Z``."""
-    if not iso:
-        return ""
-    dt = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
-    return dt.strftime("%Y-%m-%d %H:%MZ")
-
-
-def _relative(iso: str) -> str:
-    delta = datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() - time.time()
-    span = abs(delta)
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if span >= size:
-            amount = f"{span / size:.0f}{unit}"
-            break
-    else:
-        amount = f"{span:.0f}s"
-    return f"in {amount}" if delta >= 0 else f"{amount} ago"
-
-
-def _state(key: dict[str, Any]) -> str:
-    state = str(key["state"])
-    return f"[{_STATE_STYLE.get(state, 'white')}]{escape(state)}[/]"
-
-
-def _models(key: dict[str, Any]) -> str:
-    models = key.get("models")
-    return "all" if models is None else ", ".join(models) or "none"
-
-
-def _limits(key: dict[str, Any]) -> str:
-    return f"{key.get('rpm') or '-'}/{key.get('tpm') or '-'}"
-
-
-def _keys_table(keys: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name, wrap in (
-        ("id", False),
-        ("name", False),
-        ("team", False),
-        ("prefix", False),
-        ("models", True),
-        ("rpm/tpm", False),
-        ("state", False),
-        ("expires", False),
-        ("spend", True),
-    ):
-        table.add_column(name, no_wrap=not wrap, overflow="fold")
-    for k in keys:
-        table.add_row(
-            escape(k["id"]),
-            escape(k["name"]),
-            escape(k.get("team") or ""),
-            escape(k["prefix"]) + "…",
-            escape(_models(k)),
-            _limits(k),
-            _state(k),
-            _when(k.get("expires_at")) or "never",
-            escape(_spend(k.get("usage") or [])),
-        )
-    return table
-
-
-def _print_key(out: Console, k: dict[str, Any]) -> None:
-    out.print(f"[bold]{escape(k['id'])}[/]  {escape(k['name'])}  {_state(k)}", highlight=False)
-    rows: list[tuple[str, str]] = [
-        ("prefix", k["prefix"] + "…"),
-        ("team", k.get("team") or "-"),
-        ("models", _models(k)),
-        ("rpm/tpm", _limits(k)),
-        ("priority", k.get("priority") or "-"),
-    ]
-    usage = _periods(k.get("usage") or [])
-    for u in usage:
-        text = _use(u, all_periods=True) or ""
-        if u.get("held_usd"):
-            text += f", {_usd(float(u['held_usd']))} held by requests in flight"
-        if u.get("limit_usd") is not None and u.get("resets_at"):
-            text += f", resets {_when(u['resets_at'])}"
-        rows.append(("spend" if u is usage[0] else "", text))
-    expires = k.get("expires_at")
-    rows.append(("expires", f"{_when(expires)} ({_relative(expires)})" if expires else "never"))
-    if k.get("revoked_at"):
-        rows.append(("revoked", _when(k["revoked_at"])))
-    rows.append(("created", _when(k.get("created_at"))))
-    meta = k.get("metadata") or {}
-    if meta:
-        rows.append(("metadata", ", ".join(f"{a}={b}" for a, b in meta.items())))
-    for label, text in rows:
-        out.print(f"  {label:<9}{escape(text)}", highlight=False)
-
-
-def _print_propagation(out: Console, p: dict[str, Any] | None) -> None:
-    if not p:
-        return
-    confirmed, instances = int(p.get("confirmed", 0)), int(p.get("instances", 0))
-    if confirmed >= instances:
-        out.print(
-            f"propagation: [green]{confirmed}/{instances}[/] gateway instances confirmed",
-            highlight=False,
-        )
-    else:
-        out.print(
-            f"propagation: [yellow]{confirmed}/{instances}[/] gateway instances confirmed "
-            "within keys.propagation_timeout; the others load the change on their next "
-            "refresh if they are alive",
-            highlight=False,
-        )
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
 # ----------------------------------------------------------------------------- commands
@@ -413,7 +114,7 @@ def create(
     admin_key_env: KeyEnvOpt = "BRACE_ADMIN_KEY",
 ) -> None:
     """Create a key; it is printed this once (only its hash is stored)."""
-    body = {"name": name} | _fields(
+    body = {"name": name} | body_fields(
         team=team,
         models=model,
         rpm=rpm,
@@ -427,7 +128,7 @@ def create(
     s = _Session("create", url, admin_key_env)
     created = s.call("POST", "/admin/keys", body=body)
     if json:
-        _print_json(created)
+        print_json(created)
         return
     s.out.print(
         f"[green]created[/] key [bold]{escape(created['id'])}[/] ({escape(created['name'])})",
@@ -439,8 +140,8 @@ def create(
         "Store it now (only its hash is kept).",
         highlight=False,
     )
-    _print_key(s.out, created)
-    _print_propagation(s.out, created.get("propagation"))
+    print_key(s.out, created)
+    print_propagation(s.out, created.get("propagation"))
 
 
 def list_keys(
@@ -457,13 +158,13 @@ def list_keys(
     s = _Session("list", url, admin_key_env)
     page = s.call("GET", "/admin/keys", {"team": team, "state": state})
     if json:
-        _print_json(page)
+        print_json(page)
         return
     keys: list[dict[str, Any]] = page["data"]
     if not keys:
         s.out.print("[dim]no key[/]" + (" matches" if team or state else " yet"))
         return
-    s.out.print(_keys_table(keys), soft_wrap=False)
+    s.out.print(keys_table(keys), soft_wrap=False)
 
 
 def show(
@@ -476,9 +177,9 @@ def show(
     s = _Session("show", url, admin_key_env)
     key = s.call("GET", _key_path(key_id))
     if json:
-        _print_json(key)
+        print_json(key)
         return
-    _print_key(s.out, key)
+    print_key(s.out, key)
 
 
 def update(
@@ -504,8 +205,8 @@ def update(
         list[str] | None,
         typer.Option(
             "--clear",
-            parser=_parse_clearable,
-            metavar="|".join(_CLEARABLE),
+            parser=parse_clearable,
+            metavar="|".join(CLEARABLE),
             help="Remove this setting (repeat it): team, rpm, tpm, priority or metadata.",
         ),
     ] = None,
@@ -514,7 +215,7 @@ def update(
     admin_key_env: KeyEnvOpt = "BRACE_ADMIN_KEY",
 ) -> None:
     """Change a key: only the options given change (--meta replaces the metadata)."""
-    body = _fields(
+    body = body_fields(
         team=team,
         models=model,
         rpm=rpm,
@@ -545,11 +246,11 @@ def update(
     s = _Session("update", url, admin_key_env)
     updated = s.call("PATCH", _key_path(key_id), body=body)
     if json:
-        _print_json(updated)
+        print_json(updated)
         return
     s.out.print(f"[green]updated[/] key [bold]{escape(updated['id'])}[/]", highlight=False)
-    _print_key(s.out, updated)
-    _print_propagation(s.out, updated.get("propagation"))
+    print_key(s.out, updated)
+    print_propagation(s.out, updated.get("propagation"))
 
 
 def revoke(
@@ -562,26 +263,14 @@ def revoke(
     s = _Session("revoke", url, admin_key_env)
     revoked = s.call("POST", _key_path(key_id) + "/revoke")
     if json:
-        _print_json(revoked)
+        print_json(revoked)
         return
     s.out.print(
         f"[red]revoked[/] key [bold]{escape(revoked['id'])}[/] ({escape(revoked['name'])}) "
-        f"at {_when(revoked.get('revoked_at'))}",
+        f"at {when(revoked.get('revoked_at'))}",
         highlight=False,
     )
-    _print_propagation(s.out, revoked.get("propagation"))
-
-
-def _teams_table(teams: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("team", no_wrap=True, overflow="fold")
-    table.add_column("keys", justify="right")
-    table.add_column("budgets and spend", overflow="fold")
-    for t in teams:
-        table.add_row(
-            escape(t["team"]), str(t.get("keys", 0)), escape(_spend(t.get("usage") or []))
-        )
-    return table
+    print_propagation(s.out, revoked.get("propagation"))
 
 
 def teams(
@@ -593,12 +282,12 @@ def teams(
     s = _Session("teams", url, admin_key_env)
     page = s.call("GET", "/admin/teams")
     if json:
-        _print_json(page)
+        print_json(page)
         return
     if not page["data"]:
         s.out.print("[dim]no team yet[/]")
         return
-    s.out.print(_teams_table(page["data"]), soft_wrap=False)
+    s.out.print(teams_table(page["data"]), soft_wrap=False)
 
 
 def team_budget(
@@ -621,13 +310,13 @@ def team_budget(
     body = {"budgets": [b.to_api() for b in budget or ()]}
     result = s.call("PUT", "/admin/teams/" + urllib.parse.quote(team, safe=""), body=body)
     if json:
-        _print_json(result)
+        print_json(result)
         return
-    spend = _spend(result.get("usage") or []) or "no budget"
+    spend = spend_summary(result.get("usage") or []) or "no budget"
     s.out.print(
         f"[green]team[/] [bold]{escape(result['team'])}[/]: {escape(spend)}", highlight=False
     )
-    _print_propagation(s.out, result.get("propagation"))
+    print_propagation(s.out, result.get("propagation"))
 
 
 def register_cli(app: typer.Typer) -> None:

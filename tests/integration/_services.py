@@ -51,7 +51,8 @@ def free_port() -> int:
 
 class PrivateRedis:
     """Our own redis-server on a free port, without persistence (with a password when
-    given); stop/start at will."""
+    given); stop/start at will.  Tests take one from the ``private_redis`` fixture
+    (conftest.py), which always stops it."""
 
     def __init__(self, port: int, workdir: Path, *, password: str | None = None) -> None:
         self.port = port

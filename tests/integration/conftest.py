@@ -205,11 +205,26 @@ async def namespace() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    """A password-protected redis-server of the test's own, stopped afterwards."""
-    server = PrivateRedis(free_port(), tmp_path, password=REDIS_PASSWORD)
-    await server.start()
+async def private_redis(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[PrivateRedis]:
+    """A redis-server of the test's own on a free port, always stopped afterwards.
+
+    Password-protected (``REDIS_PASSWORD``) and already started, unless the test
+    parametrizes it indirectly with other options::
+
+        @pytest.mark.parametrize(
+            "private_redis", [{"password": None, "started": False}], indirect=True
+        )
+    """
+    options: dict[str, Any] = getattr(request, "param", {})
+    unknown = set(options) - {"password", "started"}
+    assert not unknown, f"private_redis: unknown options {unknown}"
+    password = options.get("password", REDIS_PASSWORD)
+    server = PrivateRedis(free_port(), tmp_path, password=password)
     try:
+        if options.get("started", True):
+            await server.start()
         yield server
     finally:
         await server.stop()

@@ -23,14 +23,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
 
-from ._services import PrivateRedis, free_port, shared_redis_up
+from ._services import PrivateRedis, shared_redis_up
 from .conftest import ServerProcess
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
@@ -420,59 +419,60 @@ async def test_interactive_requests_overtake_a_batch_flood(start: Start) -> None
 
 
 @needs_redis
-async def test_redis_stopped_and_restarted_mid_run(start: Start, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "private_redis", [pytest.param({"password": None}, id="no-password")], indirect=True
+)
+async def test_redis_stopped_and_restarted_mid_run(
+    start: Start, private_redis: PrivateRedis
+) -> None:
     """(f) Two gateways share a private Redis; it dies during the load (limiter
     "degraded", each gateway paces half the limit) and comes back on the same port
     (limiter "shared" again, reservations in Redis again)."""
-    redis = PrivateRedis(free_port(), tmp_path)
+    redis = private_redis
+    mock = start({"mocks": {"up": {"rpm": RPM, "burst_seconds": 1}}}).mocks["up"]
+    ns = f"test-capacity-{uuid.uuid4().hex}"
+    gateways = [start(behind(mock, redis.url, ns, rpm=RPM)).gateway for _ in range(2)]
+
+    async def modes() -> list[str]:
+        return [(await admin(g))["limiter"]["mode"] for g in gateways]
+
+    assert await modes() == ["shared", "shared"]
+    flood = asyncio.ensure_future(run_load(gateways, [body()] * 350, 50))
+    await asyncio.sleep(1.5)
+    await redis.stop()
+    await eventually(lambda: modes(), ["degraded", "degraded"], within=2.0)
+    degraded_at = time.perf_counter()
+    await asyncio.sleep(1.0)
     await redis.start()
-    try:
-        mock = start({"mocks": {"up": {"rpm": RPM, "burst_seconds": 1}}}).mocks["up"]
-        ns = f"test-capacity-{uuid.uuid4().hex}"
-        gateways = [start(behind(mock, redis.url, ns, rpm=RPM)).gateway for _ in range(2)]
+    await eventually(lambda: modes(), ["shared", "shared"], within=3.0)
+    report("redis restart", recovered_after=round(time.perf_counter() - degraded_at, 3))
+    first = await flood
+    s1 = await stats(mock)
+    assert first.errors == []
+    # each switch (shared → degraded → shared) starts from a fresh bucket: at most
+    # one bucketful of 429s per switch, all retried
+    assert upstream_429s(s1) <= 2 * RATE, s1["by_status"]
 
-        async def modes() -> list[str]:
-            return [(await admin(g))["limiter"]["mode"] for g in gateways]
-
-        assert await modes() == ["shared", "shared"]
-        flood = asyncio.ensure_future(run_load(gateways, [body()] * 350, 50))
-        await asyncio.sleep(1.5)
-        await redis.stop()
-        await eventually(lambda: modes(), ["degraded", "degraded"], within=2.0)
-        degraded_at = time.perf_counter()
-        await asyncio.sleep(1.0)
-        await redis.start()
-        await eventually(lambda: modes(), ["shared", "shared"], within=3.0)
-        report("redis restart", recovered_after=round(time.perf_counter() - degraded_at, 3))
-        first = await flood
-        s1 = await stats(mock)
-        assert first.errors == []
-        # each switch (shared → degraded → shared) starts from a fresh bucket: at most
-        # one bucketful of 429s per switch, all retried
-        assert upstream_429s(s1) <= 2 * RATE, s1["by_status"]
-
-        # shared again: the reservations live in the restarted Redis, nobody degrades
-        await asyncio.sleep(1.0)  # the upstream bucket refills
-        before = [(await admin(g))["limiter"]["degraded_calls"] for g in gateways]
-        second = await run_load(gateways, [body()] * 150, 50)
-        s2 = await stats(mock)
-        after = [(await admin(g))["limiter"]["degraded_calls"] for g in gateways]
-        keys = await redis.keys(f"{ns}:lim:*")
-        ideal = theoretical(150, RATE, RATE)
-        report(
-            "redis restart",
-            first_429s=upstream_429s(s1),
-            first_wall=round(first.wall, 3),
-            second_429s=upstream_429s(s2) - upstream_429s(s1),
-            second_ratio=round(second.wall / ideal, 3),
-        )
-        assert second.errors == []
-        assert after == before
-        assert len(keys) == 1
-        assert upstream_429s(s2) - upstream_429s(s1) <= 0.05 * 150
-        assert second.wall >= 0.9 * ideal  # one shared limit, not two
-    finally:
-        await redis.stop()
+    # shared again: the reservations live in the restarted Redis, nobody degrades
+    await asyncio.sleep(1.0)  # the upstream bucket refills
+    before = [(await admin(g))["limiter"]["degraded_calls"] for g in gateways]
+    second = await run_load(gateways, [body()] * 150, 50)
+    s2 = await stats(mock)
+    after = [(await admin(g))["limiter"]["degraded_calls"] for g in gateways]
+    keys = await redis.keys(f"{ns}:lim:*")
+    ideal = theoretical(150, RATE, RATE)
+    report(
+        "redis restart",
+        first_429s=upstream_429s(s1),
+        first_wall=round(first.wall, 3),
+        second_429s=upstream_429s(s2) - upstream_429s(s1),
+        second_ratio=round(second.wall / ideal, 3),
+    )
+    assert second.errors == []
+    assert after == before
+    assert len(keys) == 1
+    assert upstream_429s(s2) - upstream_429s(s1) <= 0.05 * 150
+    assert second.wall >= 0.9 * ideal  # one shared limit, not two
 
 
 async def eventually(probe: Callable[[], Any], expected: Any, *, within: float) -> None:

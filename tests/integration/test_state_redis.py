@@ -9,7 +9,6 @@ import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from brace.clock import SystemClock
 from brace.state import Learned, Limits, LocalLimiter, RedisLimiter
 from brace.testing import FakeClock
 
-from ._services import REDIS_PASSWORD, SHARED_REDIS_URL, PrivateRedis, free_port
+from ._services import REDIS_PASSWORD, SHARED_REDIS_URL, PrivateRedis
 
 LOGGER = "brace.state._redis"
 
@@ -211,11 +210,16 @@ async def test_degraded_when_redis_dies_and_back_when_it_returns(
     assert REDIS_PASSWORD not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "private_redis", [pytest.param({"started": False}, id="not-started")], indirect=True
+)
 async def test_starting_without_redis_is_degraded_then_shared(
-    tmp_path: Path, make: Callable[..., RedisLimiter], caplog: pytest.LogCaptureFixture
+    private_redis: PrivateRedis,
+    make: Callable[..., RedisLimiter],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    server = PrivateRedis(free_port(), tmp_path, password=REDIS_PASSWORD)
+    server = private_redis
     lim = make(server.url, "late", heartbeat_interval=0.05, op_timeout=0.2)
     t0 = time.monotonic()
     await lim.start()
@@ -227,12 +231,9 @@ async def test_starting_without_redis_is_degraded_then_shared(
     # bucket): one per second from the start, no burst
     assert [r.wait for r in got] == pytest.approx([1.0, 2.0, 3.0], abs=0.05)
     assert {r.source for r in got} == {"degraded"}
-    try:
-        await server.start()
-        await eventually(lambda: lim.status == "shared")
-        assert (await lim.reserve("dep", limits, max_wait=0)).source == "shared"
-    finally:
-        await server.stop()
+    await server.start()
+    await eventually(lambda: lim.status == "shared")
+    assert (await lim.reserve("dep", limits, max_wait=0)).source == "shared"
     levels = [r.levelno for r in caplog.records if r.name == LOGGER]
     assert levels == [logging.WARNING, logging.INFO]
 

@@ -15,6 +15,8 @@ from brace.policies.admission import AdmissionPolicy
 from brace.stack import Handler, Request, RequestState, Response
 from brace.testing import FakeClock, ok_response
 
+from .conftest import settle
+
 
 class Capacity:
     """The stack below admission: a request gets through when a slot is open,
@@ -76,8 +78,7 @@ class Queue:
         return asyncio.ensure_future(self.handler(req))
 
     async def settle(self) -> None:
-        for _ in range(20):
-            await asyncio.sleep(0)
+        await settle()
 
     async def open_one(self) -> None:
         """One slot of capacity, and the time the dispatcher waits for it."""

@@ -26,6 +26,8 @@ from brace.stack import (
 )
 from brace.testing import FakeClock, ScriptedProvider, ok_response, ok_stream
 
+from .conftest import settle
+
 TIMEOUTS = Timeouts(first_token=10.0, stall=5.0, total=60.0)
 
 
@@ -38,12 +40,6 @@ class Harness:
         self.provider = ScriptedProvider(script, id="a")
         policy = AttemptPolicy("a", "g", timeouts, clock=self.clock, events=bus)
         self.handler: Handler = build_stack(self.provider, [policy])
-
-
-async def settle() -> None:
-    """Let every ready task and callback run (no virtual time passes)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 async def hang(req: Request) -> Response:

@@ -15,8 +15,10 @@ from brace.errors import (
 )
 from brace.events import Event, EventBus, FellBack
 from brace.policies.fallback import FallbackPolicy
-from brace.stack import Handler, Request, Response, StreamResponse, build_stack
+from brace.stack import Handler, Request, build_stack
 from brace.testing import FakeClock, ScriptedProvider, ok_response
+
+from .conftest import body_of
 
 
 class Chain:
@@ -45,13 +47,6 @@ class Chain:
 
     def fell_back(self) -> list[FellBack]:
         return [e for e in self.events if isinstance(e, FellBack)]
-
-
-def body_of(res: Response | StreamResponse) -> str:
-    assert isinstance(res, Response)
-    content = res.json()["choices"][0]["message"]["content"]
-    assert isinstance(content, str)
-    return content
 
 
 async def test_context_window_goes_to_the_larger_group() -> None:

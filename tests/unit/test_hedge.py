@@ -17,8 +17,10 @@ from brace.policies.attempt import AttemptPolicy
 from brace.policies.balance import Balancer, DeploymentState
 from brace.policies.hedge import HedgePolicy, LatencyTracker
 from brace.policies.retry import RetryBudget, RetryPolicy
-from brace.stack import Handler, Request, Response, StreamResponse, build_stack
+from brace.stack import Handler, Request, Response, build_stack
 from brace.testing import FakeClock, ScriptedProvider, ok_response
+
+from .conftest import body_of, settle
 
 
 class Slow:
@@ -103,18 +105,6 @@ class Group:
 
     def hedged(self) -> list[Hedged]:
         return [e for e in self.events if isinstance(e, Hedged)]
-
-
-def body_of(res: Response | StreamResponse) -> str:
-    assert isinstance(res, Response)
-    content = res.json()["choices"][0]["message"]["content"]
-    assert isinstance(content, str)
-    return content
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 # ----------------------------------------------------------------------------- fixed delay

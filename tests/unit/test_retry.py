@@ -20,8 +20,10 @@ from brace.events import Event, EventBus, Retried
 from brace.policies.attempt import AttemptPolicy
 from brace.policies.balance import Balancer, DeploymentState
 from brace.policies.retry import RetryBudget, RetryPolicy, backoff_delay
-from brace.stack import Handler, Request, Response, StreamResponse, build_stack
+from brace.stack import Handler, Request, Response, build_stack
 from brace.testing import FakeClock, ScriptedProvider, ok_response
+
+from .conftest import body_of, settle
 
 
 class Group:
@@ -73,18 +75,6 @@ class Group:
 
     def retried(self) -> list[Retried]:
         return [e for e in self.events if isinstance(e, Retried)]
-
-
-def body_of(res: Response | StreamResponse) -> str:
-    assert isinstance(res, Response)
-    content = res.json()["choices"][0]["message"]["content"]
-    assert isinstance(content, str)
-    return content
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 # ----------------------------------------------------------------------------- where and when
