@@ -17,8 +17,7 @@ from .record import RequestEnded
 
 if TYPE_CHECKING:
     from ..config import BraceConfig
-    from ..engine import Engine
-    from .metrics import Metrics
+    from .metrics import EngineView, Metrics
     from .store import Store
     from .tracing import Tracer
 
@@ -28,7 +27,7 @@ log = logging.getLogger("brace.telemetry")
 
 
 class Telemetry:
-    def __init__(self, config: BraceConfig, engine: Engine) -> None:
+    def __init__(self, config: BraceConfig, engine: EngineView) -> None:
         from .metrics import Metrics
 
         self.config = config.telemetry

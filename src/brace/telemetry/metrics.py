@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -45,9 +45,25 @@ from ..events import BreakerChanged, FellBack, Hedged, Retried
 from .record import RequestEnded, RequestRecord
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..config import BraceConfig
+    from ..events import EventBus
+    from ..state import LimiterBackend
 
-__all__ = ["DURATION_BUCKETS", "TTFT_BUCKETS", "Metrics"]
+__all__ = ["DURATION_BUCKETS", "TTFT_BUCKETS", "EngineView", "Metrics"]
+
+
+class EngineView(Protocol):
+    """What telemetry reads of an engine (``brace.engine.Engine`` is one): its config,
+    its event bus, and its state at scrape time.  Telemetry sits below the engine and
+    never imports it."""
+
+    config: BraceConfig
+    events: EventBus
+    limiter: LimiterBackend | None
+
+    def deployments(self) -> dict[str, list[dict[str, Any]]]: ...
+
+    def admission(self) -> dict[str, dict[str, Any]]: ...
 
 log = logging.getLogger("brace.telemetry")
 
@@ -140,7 +156,7 @@ class Metrics:
     """The events :meth:`on_event` counts.  Attempts are read from each request's
     record, so metrics never need :class:`~brace.events.AttemptEnded`."""
 
-    def __init__(self, engine: Engine, *, sources: Iterable[Source] = ()) -> None:
+    def __init__(self, engine: EngineView, *, sources: Iterable[Source] = ()) -> None:
         self.engine = engine
         self._sources: list[Source] = list(sources)
         self._docs: dict[str, str] = {}
