@@ -14,7 +14,9 @@ surface::
         reply = client.chat.completions.create(model="chat", messages=[...])
 
 Answers are :class:`Obj` views over the plain JSON dicts (attribute and item
-access, ``.to_dict()``); no validation model is built per call.  Failures raise
+access, ``.to_dict()``); no validation model is built per call.  A body is checked
+as the gateway checks it (:mod:`brace._validate`): a bad one raises the same
+:class:`~brace.errors.BadRequest`, message and ``param``.  Failures raise
 Brace's own errors (:mod:`brace.errors`), each with ``http_status`` and an
 OpenAI-shaped ``to_dict()``.
 """
@@ -30,9 +32,9 @@ from typing import Any
 
 import orjson
 
+from ._validate import check_body
 from .config import BraceConfig, load_config, parse_config
 from .engine import Engine
-from .errors import BadRequest
 from .stack import Operation, Request, Response, StreamResponse, frame_payloads
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Obj", "Stream"]
@@ -158,10 +160,7 @@ class AsyncClient:
 
     async def _call(self, operation: Operation, body: dict[str, Any]) -> Any:
         timeout = body.pop("timeout", None)
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            raise BadRequest("'model' is required and must be a non-empty string", param="model")
-        stream = bool(body.get("stream", False))
+        model, stream = check_body(operation, body)  # the gateway's checks, the same errors
         if not self.engine.started:
             await self.engine.start()
         self._seq += 1

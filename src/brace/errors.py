@@ -15,9 +15,16 @@ from runtime failures; vendor errors are mapped at the provider boundary
     ├── RequestError                 the caller sent something Brace will not forward (4xx)
     │   ├── BadRequest               400 unparseable body, missing/invalid field
     │   ├── PayloadTooLarge          413 body over ``server.max_body_bytes``
-    │   ├── ModelNotFound            404 the model name is not a configured model group
+    │   ├── NotFound                 404 no such route, dashboard file, logged request or trace
+    │   │   ├── ModelNotFound        404 the model name is not a configured model group
+    │   │   └── KeyNotFound          404 no virtual key with this id (admin API)
+    │   ├── MethodNotAllowed         405 the path exists with other methods (``Allow`` header)
     │   ├── AuthenticationFailed     401 no API key, an unknown, expired or revoked one
-    │   └── PermissionDenied         403 the key may not use this model (or the admin API)
+    │   │   └── AdminKeyRequired     401 an admin route without the master key (``server.admin_key``)
+    │   └── PermissionDenied         403 the key may not use this model
+    │       └── AdminDisabled        403 the admin API is off: a non-loopback address, no master key
+    ├── RequestLogUnavailable        503 the request log could not be read (a failing database)
+    │   └── RequestLogOff            503 there is no request log (``telemetry.store: off``)
     ├── QuotaExceeded                the caller's own limits refused the request (429, not sent)
     │   ├── KeyRateLimited           429 the key's RPM/TPM; ``retry-after`` when it frees up
     │   └── BudgetExceeded           429 a hard budget of the key or its team is spent; says which,
@@ -55,6 +62,8 @@ from typing import Any, ClassVar
 import orjson
 
 __all__ = [
+    "AdminDisabled",
+    "AdminKeyRequired",
     "AttemptsExhausted",
     "AuthenticationFailed",
     "BadRequest",
@@ -65,16 +74,21 @@ __all__ = [
     "ContentFiltered",
     "ContextWindowExceeded",
     "DeadlineExceeded",
+    "KeyNotFound",
     "KeyRateLimited",
     "MalformedResponse",
+    "MethodNotAllowed",
     "ModelNotFound",
     "NoCapacity",
+    "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
     "QuotaExceeded",
     "RateLimited",
     "RequestError",
+    "RequestLogOff",
+    "RequestLogUnavailable",
     "RetryBudgetExhausted",
     "ServerError",
     "Shed",
@@ -182,10 +196,34 @@ class PayloadTooLarge(RequestError):
     code = "request_too_large"
 
 
-class ModelNotFound(RequestError):
+class NotFound(RequestError):
+    """Nothing at this path, or no such thing in the request log."""
+
     status = 404
-    code = "model_not_found"
+    code = "not_found"
     error_class = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class KeyNotFound(NotFound):
+    code = "key_not_found"
+
+
+class MethodNotAllowed(RequestError):
+    """The path exists, with other methods: ``allow`` lists them (the ``Allow`` header)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": self.allow}
 
 
 class AuthenticationFailed(RequestError):
@@ -203,6 +241,37 @@ class PermissionDenied(RequestError):
     type = "permission_error"
     code = "model_not_allowed"
     error_class = "permission_denied"
+
+
+class AdminKeyRequired(AuthenticationFailed):
+    """An admin route (or, with a key set, ``/metrics``) without the master key."""
+
+    type = "authentication_error"
+    code = "invalid_admin_key"
+
+
+class AdminDisabled(PermissionDenied):
+    """The admin API is off: the gateway serves a non-loopback address without a
+    master key."""
+
+    code = "admin_disabled"
+
+
+# ----------------------------------------------------------------------------- the gateway's own
+
+
+class RequestLogUnavailable(BraceError):
+    """The request log (``telemetry.store``) failed to answer an admin query."""
+
+    status = 503
+    type = "api_error"
+    code = "request_log_unavailable"
+
+
+class RequestLogOff(RequestLogUnavailable):
+    """There is no request log to query: ``telemetry.store: off``."""
+
+    code = "request_log_off"
 
 
 # ----------------------------------------------------------------------------- the caller's limits

@@ -17,8 +17,8 @@ import orjson
 from aiohttp import web
 
 from brace.config import parse_config
+from brace.gateway._access import admin_guard
 from brace.gateway.routes import ui
-from brace.gateway.routes.admin import admin_guard
 
 BUCKET = 60
 WINDOW = 3600

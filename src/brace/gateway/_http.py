@@ -1,6 +1,9 @@
-"""What every route shares: reading a JSON body, rendering errors and answers.
+"""What every route shares: the gateway's app key, reading a JSON body, running a
+request through its stack, rendering errors and answers.
 
-Nothing here validates a whole body: routes check the few fields they need.
+Handlers are module-level functions of the request alone; they find the gateway with
+``request.app[GATEWAY]``.  Nothing here validates a body: :mod:`brace._validate` holds
+the checks, shared with the in-process client.
 """
 
 from __future__ import annotations
@@ -11,31 +14,40 @@ import hashlib
 import itertools
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from aiohttp import web
 
+from .._validate import check_body
 from ..cache import cache_hints
 from ..errors import BadRequest, BraceError, PayloadTooLarge, PermissionDenied
 from ..keys import MASTER, VirtualKey
 from ..policies.admission import PRIORITIES
-from ..stack import Request, RequestState, Response, StreamResponse
+from ..stack import Operation, Request, RequestState, Response, StreamResponse
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from ..config import BraceConfig
+    from ..engine import Engine
+    from ..keys import Keys
+    from ..telemetry.hub import Telemetry
 
 __all__ = [
+    "CALLER",
+    "GATEWAY",
     "LOOPBACK",
     "Caller",
+    "GatewayView",
     "authenticate",
     "brace_headers",
+    "caller",
     "dispatch",
     "error_response",
     "json_response",
     "read_json",
     "render",
     "request_id",
+    "serve_operation",
 ]
 
 log = logging.getLogger("brace.gateway")
@@ -59,6 +71,30 @@ class RequestIds:
 
 
 REQUEST_IDS = web.AppKey("request_ids", RequestIds)
+
+
+class GatewayView(Protocol):
+    """What the routes use of :class:`~brace.gateway.app.Gateway` (which they do not
+    import: the app module imports them)."""
+
+    @property
+    def config(self) -> BraceConfig: ...
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def keys(self) -> Keys: ...
+    @property
+    def telemetry(self) -> Telemetry: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def stopping(self) -> bool: ...
+
+
+GATEWAY: web.AppKey[GatewayView] = web.AppKey("brace.gateway")
+"""The gateway an application serves: how a handler finds it (``request.app[GATEWAY]``)."""
 
 _JSON = "application/json"
 _SSE_HEADERS = {
@@ -140,8 +176,19 @@ Caller = VirtualKey | object | None
 """A virtual key, :data:`~brace.keys.MASTER`, or ``None`` (local mode)."""
 
 
-def authenticate(gateway: Gateway, request: web.Request) -> Caller:
-    """Who is calling (raises the OpenAI-shaped 401): routes check this first."""
+CALLER: web.RequestKey[Caller] = web.RequestKey("brace.caller")
+"""Who called a caller route, as the access middleware authenticated them."""
+
+
+def caller(request: web.Request) -> Caller:
+    """Who called a caller route: a virtual key, the master key, or ``None`` (local
+    mode).  A ``KeyError`` on a route that is not a caller route: never unauthenticated."""
+    return request[CALLER]
+
+
+def authenticate(gateway: GatewayView, request: web.Request) -> Caller:
+    """Who is calling (raises the OpenAI-shaped 401); the access middleware calls it
+    for every caller route (:mod:`brace.gateway._access`)."""
     return gateway.keys.ring.authenticate(request.headers.get("Authorization"))
 
 
@@ -170,8 +217,23 @@ def _authorize(caller: Caller, authorization: str | None, req: Request) -> None:
         state.priority = caller.priority  # a batch key cannot promote itself by header
 
 
+async def serve_operation(request: web.Request, operation: Operation) -> web.StreamResponse:
+    """A caller route's whole work: read and check the body (the checks the in-process
+    client runs too), then :func:`dispatch` it."""
+    gateway = request.app[GATEWAY]
+    rid = request_id(request)
+    try:
+        body = await read_json(request, gateway.config.server.max_body_bytes)
+        model, stream = check_body(operation, body)
+    except BraceError as exc:
+        return error_response(exc, rid)
+    return await dispatch(
+        request, gateway, Request(operation, model, body, stream, rid), caller(request)
+    )
+
+
 async def dispatch(
-    request: web.Request, gateway: Gateway, req: Request, caller: Caller
+    request: web.Request, gateway: GatewayView, req: Request, caller: Caller
 ) -> web.StreamResponse:
     """Run ``req`` through its group's stack and render the result or the error."""
     traceparent = request.headers.get("traceparent")

@@ -22,7 +22,8 @@ from ..engine import Engine
 from ..errors import ConfigError
 from ..keys import Keys
 from ..telemetry.hub import Telemetry
-from ._http import LOOPBACK, REQUEST_IDS, RequestIds
+from ._access import access_control
+from ._http import GATEWAY, LOOPBACK, REQUEST_IDS, RequestIds
 from .routes import admin, chat, embeddings, keys, logs, metrics, models, ui
 
 __all__ = ["Gateway", "tune_gc"]
@@ -49,9 +50,13 @@ class Gateway:
 
     def _build_app(self) -> web.Application:
         # The body limit is enforced by routes (413, OpenAI-shaped); aiohttp's own
-        # check stays one byte above as a backstop.
-        app = web.Application(client_max_size=self.config.server.max_body_bytes + 1)
+        # check stays one byte above as a backstop.  Who may call which route is
+        # checked in one place, access_control: a route no module declared is admin-only.
+        app = web.Application(
+            client_max_size=self.config.server.max_body_bytes + 1, middlewares=[access_control]
+        )
         app[REQUEST_IDS] = RequestIds()
+        app[GATEWAY] = self
         chat.setup(app, self)
         embeddings.setup(app, self)
         models.setup(app, self)

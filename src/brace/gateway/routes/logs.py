@@ -12,9 +12,9 @@
     GET /admin/store                  the writer's counters (queued, written, dropped...)
 
 ``since`` / ``until`` take epoch seconds, an ISO 8601 time (UTC when it has no
-offset) or an age such as ``15m``, ``2h``, ``7d``.  Every route runs
-:func:`~brace.gateway.routes.admin.admin_guard` first.  With ``telemetry.store: off``
-they answer 503; a bad parameter is a 400 that names it.
+offset) or an age such as ``15m``, ``2h``, ``7d``.  Every route is an admin route
+(:mod:`brace.gateway._access`).  With ``telemetry.store: off`` they answer 503; a bad
+parameter is a 400 that names it.
 """
 
 from __future__ import annotations
@@ -30,40 +30,31 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 from aiohttp import web
 
-from ...errors import BadRequest, BraceError, RequestError
+from ...errors import BadRequest, BraceError, NotFound, RequestLogOff, RequestLogUnavailable
 from ...telemetry.store import GROUP_BY, GroupBy, InvalidQuery
-from .._http import error_response, json_response, request_id
-from .admin import admin_guard
+from .._access import Route, mount
+from .._http import GATEWAY, GatewayView, error_response, json_response, request_id
 
 if TYPE_CHECKING:
     from ...telemetry.store import Store
-    from ..app import Gateway
 
-__all__ = ["parse_time", "setup"]
+__all__ = [
+    "ROUTES",
+    "get_request",
+    "get_trace",
+    "list_requests",
+    "overview",
+    "parse_time",
+    "setup",
+    "spend",
+    "stats",
+]
 
 log = logging.getLogger("brace.gateway")
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _MAX_TEXT = 200
-
-
-class _StoreOff(BraceError):
-    status = 503
-    type = "api_error"
-    code = "request_log_off"
-
-
-class _StoreUnavailable(BraceError):
-    status = 503
-    type = "api_error"
-    code = "request_log_unavailable"
-
-
-class _NotFound(RequestError):
-    status = 404
-    code = "not_found"
-    error_class = "not_found"
 
 
 def parse_time(raw: str, param: str, *, now: float | None = None) -> float:
@@ -123,105 +114,119 @@ def _time(request: web.Request, name: str) -> float | None:
     return parse_time(raw, name)
 
 
-def _store_of(gateway: Gateway) -> Store | None:
+def _store_of(gateway: GatewayView) -> Store | None:
     """The gateway's request-log store; ``None`` with ``telemetry.store: off``."""
     return gateway.telemetry.store
 
 
-Route = Callable[[web.Request, "Store"], Awaitable[Any]]
+Query = Callable[[web.Request, "Store"], Awaitable[Any]]
 
 
-def setup(app: web.Application, gateway: Gateway) -> None:
-    check = admin_guard(gateway)
+def _reads_log(fn: Query) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A route answering ``fn(request, store)`` as JSON: 503 when there is no request log
+    or it fails, 400 on a bad parameter."""
 
-    def route(fn: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handle(request: web.Request) -> web.StreamResponse:
-            denied = check(request)
-            if denied is not None:
-                return denied
-            rid = request_id(request)
-            store = _store_of(gateway)
-            if store is None:
-                return error_response(
-                    _StoreOff("the request log is off (telemetry.store: off)"), rid
-                )
-            try:
-                result = await fn(request, store)
-            except BraceError as exc:
-                return error_response(exc, rid)
-            except InvalidQuery as exc:
-                return error_response(BadRequest(exc.message, param=exc.param), rid)
-            except Exception as exc:  # a failing database answers 503, never a traceback
-                log.warning(
-                    "admin %s: the request log failed: %s", request.path, type(exc).__name__
-                )
-                return error_response(
-                    _StoreUnavailable(
-                        f"the request log could not be read ({type(exc).__name__}); "
-                        "see the gateway log and GET /admin/store"
-                    ),
-                    rid,
-                )
-            return json_response(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS))
-
-        return handle
-
-    async def list_requests(request: web.Request, store: Store) -> Any:
-        status_raw = _text(request, "status")
-        status: int | str | None = status_raw
-        if status_raw is not None and status_raw.isdigit():
-            status = int(status_raw)
-        rows, cursor = await store.list_requests(
-            model=_text(request, "model"),
-            deployment=_text(request, "deployment"),
-            tenant=_text(request, "tenant"),
-            status=status,
-            error_class=_text(request, "error_class"),
-            q=_text(request, "q"),
-            since=_time(request, "since"),
-            until=_time(request, "until"),
-            limit=_int(request, "limit", 50, 1, 1000),
-            before=_text(request, "before"),
-        )
-        return {"object": "list", "data": rows, "next_cursor": cursor}
-
-    async def get_request(request: web.Request, store: Store) -> Any:
-        rid = request.match_info["request_id"]
-        found = await store.get_request(rid)
-        if found is None:
-            raise _NotFound(f"no request {rid[:80]!r} in the request log", param="request_id")
-        return found
-
-    async def get_trace(request: web.Request, store: Store) -> Any:
-        trace_id = request.match_info["trace_id"]
-        rows = await store.trace(trace_id)
-        if not rows:
-            raise _NotFound(
-                f"no request of trace {trace_id[:80]!r} in the request log", param="trace_id"
+    async def handle(request: web.Request) -> web.StreamResponse:
+        rid = request_id(request)
+        store = _store_of(request.app[GATEWAY])
+        if store is None:
+            return error_response(
+                RequestLogOff("the request log is off (telemetry.store: off)"), rid
             )
-        return {"trace_id": trace_id, "data": rows}
+        try:
+            result = await fn(request, store)
+        except BraceError as exc:
+            return error_response(exc, rid)
+        except InvalidQuery as exc:
+            return error_response(BadRequest(exc.message, param=exc.param), rid)
+        except Exception as exc:  # a failing database answers 503, never a traceback
+            log.warning("admin %s: the request log failed: %s", request.path, type(exc).__name__)
+            return error_response(
+                RequestLogUnavailable(
+                    f"the request log could not be read ({type(exc).__name__}); "
+                    "see the gateway log and GET /admin/store"
+                ),
+                rid,
+            )
+        return json_response(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS))
 
-    async def spend(request: web.Request, store: Store) -> Any:
-        group_by = request.query.get("group_by") or "model"
-        if group_by not in GROUP_BY:
-            raise BadRequest(f"group_by must be one of {', '.join(GROUP_BY)}", param="group_by")
-        return await store.spend(
-            cast(GroupBy, group_by),
-            since=_time(request, "since"),
-            until=_time(request, "until"),
+    return handle
+
+
+@_reads_log
+async def list_requests(request: web.Request, store: Store) -> Any:
+    status_raw = _text(request, "status")
+    status: int | str | None = status_raw
+    if status_raw is not None and status_raw.isdigit():
+        status = int(status_raw)
+    rows, cursor = await store.list_requests(
+        model=_text(request, "model"),
+        deployment=_text(request, "deployment"),
+        tenant=_text(request, "tenant"),
+        status=status,
+        error_class=_text(request, "error_class"),
+        q=_text(request, "q"),
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+        limit=_int(request, "limit", 50, 1, 1000),
+        before=_text(request, "before"),
+    )
+    return {"object": "list", "data": rows, "next_cursor": cursor}
+
+
+@_reads_log
+async def get_request(request: web.Request, store: Store) -> Any:
+    rid = request.match_info["request_id"]
+    found = await store.get_request(rid)
+    if found is None:
+        raise NotFound(f"no request {rid[:80]!r} in the request log", param="request_id")
+    return found
+
+
+@_reads_log
+async def get_trace(request: web.Request, store: Store) -> Any:
+    trace_id = request.match_info["trace_id"]
+    rows = await store.trace(trace_id)
+    if not rows:
+        raise NotFound(
+            f"no request of trace {trace_id[:80]!r} in the request log", param="trace_id"
         )
+    return {"trace_id": trace_id, "data": rows}
 
-    async def overview(request: web.Request, store: Store) -> Any:
-        window_s = _int(request, "window_s", 3600, 1, 90 * 86_400)
-        bucket_s = _int(request, "bucket_s", 60, 1, 90 * 86_400)
-        return await store.overview(window_s, bucket_s)
 
-    async def stats(request: web.Request, store: Store) -> Any:
-        return store.stats()
+@_reads_log
+async def spend(request: web.Request, store: Store) -> Any:
+    group_by = request.query.get("group_by") or "model"
+    if group_by not in GROUP_BY:
+        raise BadRequest(f"group_by must be one of {', '.join(GROUP_BY)}", param="group_by")
+    return await store.spend(
+        cast(GroupBy, group_by),
+        since=_time(request, "since"),
+        until=_time(request, "until"),
+    )
 
-    app.router.add_get("/admin/requests", route(list_requests))
-    app.router.add_get("/admin/requests/{request_id}", route(get_request))
-    app.router.add_get("/admin/traces/{trace_id}", route(get_trace))
-    app.router.add_get("/admin/spend", route(spend))
-    app.router.add_get("/admin/overview", route(overview))
-    app.router.add_get("/admin/store", route(stats))
+
+@_reads_log
+async def overview(request: web.Request, store: Store) -> Any:
+    window_s = _int(request, "window_s", 3600, 1, 90 * 86_400)
+    bucket_s = _int(request, "bucket_s", 60, 1, 90 * 86_400)
+    return await store.overview(window_s, bucket_s)
+
+
+@_reads_log
+async def stats(request: web.Request, store: Store) -> Any:
+    return store.stats()
+
+
+ROUTES = (
+    Route("GET", "/admin/requests", list_requests),
+    Route("GET", "/admin/requests/{request_id}", get_request),
+    Route("GET", "/admin/traces/{trace_id}", get_trace),
+    Route("GET", "/admin/spend", spend),
+    Route("GET", "/admin/overview", overview),
+    Route("GET", "/admin/store", stats),
+)
+
+
+def setup(app: web.Application, gateway: GatewayView) -> None:
+    mount(app, ROUTES, gateway=gateway)

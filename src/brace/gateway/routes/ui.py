@@ -7,7 +7,7 @@ and nothing is fetched from elsewhere.  The page reads the admin API
 ``/admin/keys``, ``/admin/teams``)
 with the admin key the user typed, sent as ``Authorization: Bearer``.
 
-Access follows :func:`~brace.gateway.routes.admin.admin_guard`: where the admin API is
+Access is ``Access.DASHBOARD`` (:mod:`brace.gateway._access`): where the admin API is
 off (a non-loopback gateway without ``server.admin_key``) the dashboard is off too
 (403).  With an admin key set, the page itself loads without the key — it holds no
 data and no secret — so that it can ask for the key; every request it makes for data
@@ -23,18 +23,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ...errors import RequestError
-from .._http import error_response, request_id
-from .admin import admin_guard
+from ...errors import NotFound
+from .._access import Access, Route, mount
+from .._http import GatewayView, error_response, request_id
 
-if TYPE_CHECKING:
-    from ..app import Gateway
-
-__all__ = ["setup"]
+__all__ = ["ROUTES", "asset", "index", "root", "setup"]
 
 _PACKAGE = "brace.gateway.ui"
 _TYPES = {
@@ -54,12 +50,6 @@ _HEADERS = {
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
 }
-
-
-class _AssetNotFound(RequestError):
-    status = 404
-    code = "not_found"
-    error_class = "not_found"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,40 +74,40 @@ def _load_assets() -> dict[str, _Asset]:
     return assets
 
 
-def setup(app: web.Application, gateway: Gateway) -> None:
-    check = admin_guard(gateway)
-    assets = _load_assets()
+_ASSETS: web.AppKey[dict[str, _Asset]] = web.AppKey("brace.ui.assets")
 
-    def serve(request: web.Request, name: str) -> web.StreamResponse:
-        denied = check(request)
-        # 401 means "a key is set and this request has not sent it": the page still
-        # loads (it holds no data) so that it can ask for the key.
-        if denied is not None and denied.status != 401:
-            return denied
-        asset = assets.get(name)
-        if asset is None:
-            return error_response(
-                _AssetNotFound(f"no dashboard file named {name!r}"), request_id(request)
-            )
-        headers = {**_HEADERS, "ETag": asset.etag}
-        if asset.etag in request.headers.get("If-None-Match", ""):
-            return web.Response(status=304, headers=headers)
-        headers["Content-Type"] = asset.content_type
-        return web.Response(body=asset.body, headers=headers)
 
-    async def root(request: web.Request) -> web.StreamResponse:
-        # The page links its files relatively: it must be served from a URL ending in "/".
-        denied = check(request)
-        if denied is not None and denied.status != 401:
-            return denied
-        raise web.HTTPPermanentRedirect("ui/")
+def _serve(request: web.Request, name: str) -> web.StreamResponse:
+    found = request.app[_ASSETS].get(name)
+    if found is None:
+        return error_response(NotFound(f"no dashboard file named {name!r}"), request_id(request))
+    headers = {**_HEADERS, "ETag": found.etag}
+    if found.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    headers["Content-Type"] = found.content_type
+    return web.Response(body=found.body, headers=headers)
 
-    async def index(request: web.Request) -> web.StreamResponse:
-        return serve(request, "index.html")
 
-    async def asset(request: web.Request) -> web.StreamResponse:
-        return serve(request, request.match_info["asset"])
+async def root(request: web.Request) -> web.StreamResponse:
+    # The page links its files relatively: it must be served from a URL ending in "/".
+    raise web.HTTPPermanentRedirect("ui/")
 
-    app.router.add_get("/ui", root)
-    app.router.add_get("/ui/", index)
-    app.router.add_get("/ui/{asset}", asset)
+
+async def index(request: web.Request) -> web.StreamResponse:
+    return _serve(request, "index.html")
+
+
+async def asset(request: web.Request) -> web.StreamResponse:
+    return _serve(request, request.match_info["asset"])
+
+
+ROUTES = (
+    Route("GET", "/ui", root, Access.DASHBOARD),
+    Route("GET", "/ui/", index, Access.DASHBOARD),
+    Route("GET", "/ui/{asset}", asset, Access.DASHBOARD),
+)
+
+
+def setup(app: web.Application, gateway: GatewayView) -> None:
+    app[_ASSETS] = _load_assets()
+    mount(app, ROUTES, gateway=gateway)
