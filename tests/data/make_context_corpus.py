@@ -558,7 +558,14 @@ def fit() -> None:
         rel = np.abs(np.maximum(1, np.round(x[odd] @ c)) - y[odd]) / y[odd]
         held_out[family] = (rel.mean(), np.quantile(rel, 0.95), rel.max())
     # the "coef" of each family in src/brace/context/coefficients.json
-    print(json.dumps({f: dict(zip(FEATURES, (round(v, 4) for v in c))) for f, c in coefs.items()}))
+    print(
+        json.dumps(
+            {
+                f: dict(zip(FEATURES, (round(float(v), 4) for v in c), strict=True))
+                for f, c in coefs.items()
+            }
+        )
+    )
     for family, c in coefs.items():
         ref = FAMILY_REF.get(family)
         refs = [ref] if ref else list(FAMILY_REF.values())

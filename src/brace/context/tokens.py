@@ -39,6 +39,7 @@ from typing import Any, Literal, get_args
 
 import orjson
 
+from ..presets import PRESETS, Family
 from ._encodings import Encoding, encoding_name_for, load_encoding
 
 __all__ = [
@@ -60,7 +61,6 @@ __all__ = [
     "text_features",
 ]
 
-Family = Literal["openai", "anthropic", "llama", "qwen", "mistral", "other"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
 
 
@@ -535,7 +535,8 @@ _OPENAI_PREFIXES = ("gpt-", "gpt4", "chatgpt", "o1", "o3", "o4", "ft:gpt", "text
 
 
 def family_for(provider: str, model: str) -> Family:
-    """The tokenizer family of a deployment, from its model name (then its provider)."""
+    """The tokenizer family of a deployment, from its model name (then its provider
+    preset's, ``brace.presets``)."""
     m = model.lower().rsplit("/", 1)[-1]
     full = model.lower()
     if "claude" in full:
@@ -550,8 +551,5 @@ def family_for(provider: str, model: str) -> Family:
         return "mistral"
     if m.startswith(_OPENAI_PREFIXES):
         return "openai"
-    if provider in ("anthropic", "anthropic-mock"):
-        return "anthropic"
-    if provider in ("openai", "azure"):
-        return "openai"
-    return "other"
+    preset = PRESETS.get(provider)
+    return preset.family if preset is not None else "other"
