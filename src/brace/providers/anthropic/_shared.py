@@ -25,6 +25,8 @@ _STOP_REASONS: Final[dict[str, str]] = {
 
 
 def bad(message: str, param: str) -> BadRequest:
+    """A request that cannot be translated: ``message`` says what to change, ``param``
+    names the field."""
     return BadRequest(message, param=param)
 
 
@@ -44,6 +46,8 @@ def _count(usage: dict[str, Any], key: str) -> int:
 
 
 def openai_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    """Messages API usage as OpenAI's: cache reads and writes count as prompt tokens,
+    cache reads are also ``cached_tokens``."""
     cached = _count(usage, "cache_read_input_tokens")
     prompt = _count(usage, "input_tokens") + cached + _count(usage, "cache_creation_input_tokens")
     completion = _count(usage, "output_tokens")
