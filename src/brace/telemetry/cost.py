@@ -13,23 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import BraceConfig
+from ..presets import PRESETS
 from ..stack import Request, Response, answering_group
 
 __all__ = ["Price", "Pricing"]
 
 log = logging.getLogger("brace.cost")
-
-# genai-prices names providers by their API; Brace presets that are the same API
-_PROVIDER_IDS = {
-    "openai": "openai",
-    "azure": "azure",
-    "anthropic": "anthropic",
-    "groq": "groq",
-    "together": "together",
-    "deepseek": "deepseek",
-    "mistral": "mistral",
-    "openrouter": "openrouter",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +158,8 @@ def _lookup(provider: str, model: str) -> Price | None:
         from genai_prices import Usage, calc_price
     except ImportError:  # pragma: no cover - a dependency
         return None
-    provider_id = _PROVIDER_IDS.get(provider)
+    preset = PRESETS.get(provider)
+    provider_id = preset.price_id if preset is not None else None
     try:
         # a small usage: long-context tiers must not set the everyday price
         per_in = calc_price(

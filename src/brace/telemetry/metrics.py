@@ -65,6 +65,7 @@ class EngineView(Protocol):
 
     def admission(self) -> dict[str, dict[str, Any]]: ...
 
+
 log = logging.getLogger("brace.telemetry")
 
 DURATION_BUCKETS: tuple[float, ...] = (

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 from .._tasks import stop_task
 from .._version import __version__
+from ..presets import PRESETS
 from ._otlp import (
     KIND_CLIENT,
     KIND_INTERNAL,
@@ -68,16 +69,6 @@ _NS = 1_000_000_000
 
 SpanSink = Callable[[bytes], Awaitable[object]]
 """Where encoded ``ExportTraceServiceRequest`` bytes go (the OTLP exporter, or a test)."""
-
-# Brace preset names whose GenAI ``gen_ai.provider.name`` well-known value differs.
-# Presets not listed here (openai, anthropic, groq, deepseek, vllm, ollama...) are
-# reported as they are: the conventions allow custom values.
-_PROVIDER_NAMES = {
-    "azure": "azure.ai.openai",
-    "mistral": "mistral_ai",
-    "anthropic-mock": "anthropic",
-    "mock": "openai",
-}
 
 
 class Tracer:
@@ -420,9 +411,12 @@ def _clean(attrs: Mapping[str, AttributeValue | None]) -> dict[str, AttributeVal
 
 
 def _provider_name(preset: str | None) -> str | None:
+    """The GenAI ``gen_ai.provider.name`` of a preset (the registry's; an unknown
+    preset is reported as it is: the conventions allow custom values)."""
     if not preset:
         return None
-    return _PROVIDER_NAMES.get(preset, preset)
+    entry = PRESETS.get(preset)
+    return entry.provider_name if entry is not None else preset
 
 
 def _server(url: str) -> tuple[str, int]:
