@@ -18,8 +18,8 @@ from .record import RequestEnded
 if TYPE_CHECKING:
     from ..config import BraceConfig
     from ..engine import Engine
+    from ..store.requests import Store
     from .metrics import Metrics
-    from .store import Store
     from .tracing import Tracer
 
 __all__ = ["Telemetry"]
@@ -41,7 +41,7 @@ class Telemetry:
     async def start(self) -> None:
         cfg = self.config
         if cfg.enabled and cfg.store != "off":
-            from .store import open_store
+            from ..store.requests import open_store
 
             self.store = open_store(cfg)
             await self.store.start()

@@ -31,12 +31,12 @@ import orjson
 from aiohttp import web
 
 from ...errors import BadRequest, BraceError, RequestError
-from ...telemetry.store import GROUP_BY, GroupBy, InvalidQuery
+from ...store.requests import GROUP_BY, GroupBy, InvalidQuery
 from .._http import error_response, json_response, request_id
 from .admin import admin_guard
 
 if TYPE_CHECKING:
-    from ...telemetry.store import Store
+    from ...store.requests import Store
     from ..app import Gateway
 
 __all__ = ["parse_time", "setup"]
