@@ -139,8 +139,8 @@ def throughput(duration: float, rounds: int) -> tuple[dict[str, float], dict[str
 
 async def writer_rate(engine: str, rows: int) -> float:
     from brace.config import TelemetryConfig
+    from brace.store.requests import open_store
     from brace.telemetry.record import AttemptRecord, RequestRecord
-    from brace.telemetry.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="brace-bench-store-"))
     if engine == "sqlite":

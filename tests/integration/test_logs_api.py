@@ -31,8 +31,8 @@ from typer.testing import CliRunner
 from brace.config import parse_config
 from brace.gateway.routes import logs
 from brace.logs_cli import register_cli
+from brace.store.requests import SQLiteStore
 from brace.telemetry.record import AttemptRecord, RequestRecord
-from brace.telemetry.store import SQLiteStore
 
 from .conftest import ServerThread
 

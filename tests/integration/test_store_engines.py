@@ -21,8 +21,7 @@ import pytest
 
 from brace.config import TelemetryConfig
 from brace.errors import ConfigError
-from brace.telemetry.record import AttemptRecord, RequestRecord
-from brace.telemetry.store import (
+from brace.store.requests import (
     MIGRATIONS,
     BaseStore,
     InvalidQuery,
@@ -32,6 +31,7 @@ from brace.telemetry.store import (
     SQLiteStore,
     open_store,
 )
+from brace.telemetry.record import AttemptRecord, RequestRecord
 
 from ._services import PG_URL, pg_up
 

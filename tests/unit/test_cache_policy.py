@@ -18,9 +18,9 @@ from brace.cache import (
     cache_hints,
     make_backend,
 )
-from brace.cache.backends import SQLiteCache
 from brace.errors import BadRequest, ConfigError, Overloaded, ServerError
 from brace.stack import Request, Response, StreamResponse, build_stack, collect_stream
+from brace.store.cache import SQLiteCache
 from brace.testing import FakeClock, ScriptedProvider, ok_response, ok_stream
 
 USAGE = {"prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500}

@@ -7,18 +7,23 @@ import pytest
 
 from brace.errors import BadRequest, ConfigError
 from brace.gateway.routes.logs import parse_time
-from brace.telemetry.record import AttemptRecord, RequestRecord
-from brace.telemetry.store import MIGRATIONS, InvalidQuery, Migration, SchemaTooNew
-from brace.telemetry.store._base import _percentile, _status_clause, decode_cursor, encode_cursor
-from brace.telemetry.store._schema import (
+from brace.store._migrations import check_applied
+from brace.store.requests import MIGRATIONS, InvalidQuery, Migration, SchemaTooNew
+from brace.store.requests._queries import (
+    _percentile,
+    _status_clause,
+    decode_cursor,
+    encode_cursor,
+)
+from brace.store.requests._rows import (
     ATTEMPT_COLUMNS,
     REQUEST_COLUMNS,
     attempt_rows,
-    check_applied,
     request_row,
     row_to_request,
     unique_records,
 )
+from brace.telemetry.record import AttemptRecord, RequestRecord
 
 
 def record(**kw: object) -> RequestRecord:

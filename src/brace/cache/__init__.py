@@ -1,9 +1,9 @@
 """The response cache: exact-match answers, served at once, JSON or replayed as a stream.
 
 - :mod:`~brace.cache.key`: the key (SHA-256 of the canonical request, per tenant);
-- :mod:`~brace.cache.backends`: :class:`CachedAnswer`, the :class:`CacheBackend`
-  protocol, :class:`SQLiteCache` (the embedded default), :class:`RedisCache`,
-  :class:`MemoryCache`;
+- :mod:`~brace.cache.backends`: the :class:`CacheBackend` protocol,
+  :class:`RedisCache`, :class:`MemoryCache`; :class:`CachedAnswer` and
+  :class:`SQLiteCache` (the embedded default) live in :mod:`brace.store.cache`;
 - :mod:`~brace.cache.replay`: a stream assembled into one JSON answer, and replayed;
 - :mod:`~brace.cache.policy`: :class:`CachePolicy`, its config, :func:`cache_hints`.
 
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backends import CacheBackend, CachedAnswer, MemoryCache, SQLiteCache
+from ..store.cache import CachedAnswer, SQLiteCache
+from .backends import CacheBackend, MemoryCache
 from .key import cache_key, canonical_request
 from .policy import (
     CacheConfig,

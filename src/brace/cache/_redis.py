@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from ..state import redact_url
 from ..state._redis import redis_client
-from .backends import CachedAnswer
+from ..store.cache import CachedAnswer
 
 __all__ = ["RedisCache"]
 

@@ -42,7 +42,8 @@ import orjson
 from ..config import CacheConfig, CacheOverride
 from ..errors import BadRequest, ConfigError
 from ..stack import CacheOutcome, Handler, Request, RequestState, Response, StreamResponse
-from .backends import CacheBackend, CachedAnswer, SQLiteCache
+from ..store.cache import CachedAnswer, SQLiteCache
+from .backends import CacheBackend
 from .key import cache_key
 from .replay import Assembler, replay
 

@@ -1,7 +1,8 @@
 """Virtual API keys and budgets (``docs/keys.md``).
 
 - :mod:`~brace.keys._model`: a key's record, budgets, periods, the admin API's input;
-- :mod:`~brace.keys._store`: keys, teams and settled spend in SQLite or PostgreSQL;
+- :mod:`~brace.keys._store`: keys, teams and settled spend in SQLite or PostgreSQL
+  (the tables of :mod:`brace.store.keys`, as :class:`VirtualKey` and :class:`Budget`);
 - :mod:`~brace.keys._ring`: the keys in memory, kept in step across gateways;
 - :mod:`~brace.keys._ledger`: holds and spend (in-process + database, or Redis);
 - :mod:`~brace.keys._service`: :class:`Keys`, the whole of it for one gateway.

@@ -17,8 +17,8 @@ from .record import RequestEnded
 
 if TYPE_CHECKING:
     from ..config import BraceConfig
+    from ..store.requests import Store
     from .metrics import EngineView, Metrics
-    from .store import Store
     from .tracing import Tracer
 
 __all__ = ["Telemetry"]
@@ -40,7 +40,7 @@ class Telemetry:
     async def start(self) -> None:
         cfg = self.config
         if cfg.enabled and cfg.store != "off":
-            from .store import open_store
+            from ..store.requests import open_store
 
             self.store = open_store(cfg)
             await self.store.start()

@@ -31,12 +31,12 @@ import orjson
 from aiohttp import web
 
 from ...errors import BadRequest, BraceError, NotFound, RequestLogOff, RequestLogUnavailable
-from ...telemetry.store import GROUP_BY, GroupBy, InvalidQuery
+from ...store.requests import GROUP_BY, GroupBy, InvalidQuery
 from .._access import Route, mount
 from .._http import GATEWAY, GatewayView, error_response, json_response, request_id
 
 if TYPE_CHECKING:
-    from ...telemetry.store import Store
+    from ...store.requests import Store
 
 __all__ = [
     "ROUTES",

@@ -1,35 +1,38 @@
-"""The request log's schema: ordered, named migrations and the row mapping.
+"""Every durable table's schema: one list of ordered, named migrations, and applying it.
 
-One schema serves SQLite and PostgreSQL.  The DDL sticks to types both engines
-read the same way: ``TEXT``, ``INTEGER``/``BIGINT`` and ``DOUBLE PRECISION``.
-Times are epoch seconds as ``DOUBLE PRECISION`` (SQLite gives it REAL affinity);
-booleans are ``INTEGER`` 0/1; lists and the captured content are JSON text.
+One schema serves SQLite and PostgreSQL, and every table family shares it (the
+request log, keys/teams/spend; the next ones append here): whichever store opens a
+database first migrates it.  The DDL sticks to types both engines read the same
+way: ``TEXT``, ``INTEGER``/``BIGINT`` and ``DOUBLE PRECISION``.  Times are epoch
+seconds as ``DOUBLE PRECISION`` (SQLite gives it REAL affinity); booleans are
+``INTEGER`` 0/1; lists and the captured content are JSON text.
+
+Applied migrations are recorded in ``brace_migrations (name, applied_at)``; all the
+missing ones apply in one transaction (``BEGIN IMMEDIATE`` on SQLite; under a
+``pg_advisory_xact_lock`` on PostgreSQL, so that gateways starting together migrate
+once).  A database with a migration this code does not know is refused
+(:class:`SchemaTooNew`).  The response cache's own file is not migrated: it is
+versioned and rebuilt (see :mod:`brace.store.cache`).
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from ...errors import ConfigError
-from ..record import RequestRecord
+from ..errors import ConfigError
 
 __all__ = [
-    "ATTEMPT_COLUMNS",
     "MIGRATIONS",
-    "REQUEST_COLUMNS",
     "Migration",
     "SchemaTooNew",
-    "attempt_rows",
     "check_applied",
-    "request_row",
-    "row_to_attempt",
-    "row_to_request",
-    "unique_records",
+    "migrate_postgres",
+    "migrate_sqlite",
 ]
 
 
@@ -181,7 +184,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 """Every migration this Brace knows, in the order they apply.  Append only: never
-edit or reorder a released migration; add ``0003_...``."""
+edit or reorder a released migration; add ``0007_...``.  By table family: the request
+log (:mod:`brace.store.requests`) ``0001``, ``0002``, ``0005``, ``0006``; keys, teams
+and spend (:mod:`brace.store.keys`) ``0003``, ``0004``."""
 
 _NAME = re.compile(r"^\d{4}_[a-z0-9_]+$")
 
@@ -208,157 +213,50 @@ def check_applied(
     return [m for m in known if m.name not in done]
 
 
-REQUEST_COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "started_at",
-    "duration",
-    "status",
-    "operation",
-    "model",
-    "grp",
-    "deployment",
-    "provider",
-    "response_model",
-    "error_class",
-    "error",
-    "stream",
-    "ttft",
-    "queue_wait",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "finish_reasons",
-    "fallback",
-    "hedged",
-    "priority",
-    "tenant",
-    "client_disconnected",
-    "attempts_count",
-    "absorbed",
-    "content",
+_MIGRATION_LOCK = 0x62726163655F6C67
+"""The migrations' ``pg_advisory_xact_lock`` key ("brace_lg"): one migrator at a time."""
+
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS brace_migrations "
+    "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
 )
 
-ATTEMPT_COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "seq",
-    "deployment",
-    "grp",
-    "provider",
-    '"offset"',
-    "duration",
-    "error_class",
-    "status",
-    "hedge",
-    "error",
-    "retry_delay",
-)
 
-_BOOLS = ("stream", "hedged", "client_disconnected")
-_JSON = ("finish_reasons", "fallback", "content")
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value).decode()
+def migrate_sqlite(conn: sqlite3.Connection, migrations: Sequence[Migration], where: str) -> None:
+    """Apply what is missing, in one ``BEGIN IMMEDIATE`` transaction (all or nothing)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(_CREATE)
+        applied = [r[0] for r in conn.execute("SELECT name FROM brace_migrations")]
+        for migration in check_applied(applied, migrations, where):
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO brace_migrations (name, applied_at) VALUES (?, ?)",
+                (migration.name, time.time()),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
-def _float(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def request_row(r: RequestRecord, *, capture_content: bool) -> tuple[Any, ...]:
-    """The ``requests`` row of a record (in :data:`REQUEST_COLUMNS` order).  The
-    content is kept only with ``capture_content``."""
-    return (
-        r.request_id,
-        r.trace_id,
-        r.span_id,
-        r.parent_span_id,
-        float(r.started_at),
-        float(r.duration),
-        int(r.status),
-        r.operation,
-        r.model,
-        r.group,
-        r.deployment,
-        r.provider,
-        r.response_model,
-        r.error_class,
-        r.error,
-        int(r.stream),
-        _float(r.ttft),
-        _float(r.queue_wait),
-        r.input_tokens,
-        r.output_tokens,
-        r.cached_tokens,
-        r.reasoning_tokens,
-        _float(r.cost_usd),
-        _json(r.finish_reasons),
-        _json(r.fallback),
-        int(r.hedged),
-        r.priority,
-        r.tenant,
-        int(r.client_disconnected),
-        len(r.attempts),
-        r.absorbed,
-        _json(r.content) if capture_content and r.content is not None else None,
-    )
-
-
-def attempt_rows(r: RequestRecord) -> list[tuple[Any, ...]]:
-    """The ``attempts`` rows of a record (in :data:`ATTEMPT_COLUMNS` order)."""
-    return [
-        (
-            r.request_id,
-            seq,
-            a.deployment,
-            a.group,
-            a.provider,
-            float(a.offset),
-            float(a.duration),
-            a.error_class,
-            a.status,
-            int(a.hedge),
-            a.error,
-            _float(a.retry_delay),
-        )
-        for seq, a in enumerate(r.attempts)
-    ]
-
-
-def row_to_request(row: dict[str, Any]) -> dict[str, Any]:
-    """A ``requests`` row as the admin API shows it (``grp`` → ``group``, booleans and
-    JSON decoded)."""
-    out = dict(row)
-    if "grp" in out:
-        out["group"] = out.pop("grp")
-    for key in _BOOLS:
-        if key in out:
-            out[key] = bool(out[key])
-    for key in _JSON:
-        if out.get(key) is not None:
-            out[key] = orjson.loads(out[key])
-    return out
-
-
-def row_to_attempt(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    out["group"] = out.pop("grp")
-    out["hedge"] = bool(out["hedge"])
-    return out
-
-
-def unique_records(records: list[RequestRecord]) -> list[RequestRecord]:
-    """The first record of each request id (a caller may reuse ``x-request-id``: the
-    first record stored under an id wins)."""
-    seen: set[str] = set()
-    out = []
-    for r in records:
-        if r.request_id not in seen:
-            seen.add(r.request_id)
-            out.append(r)
-    return out
+async def migrate_postgres(
+    conn: Any, migrations: Sequence[Migration], where: str, *, schema: str | None = None
+) -> None:
+    """Apply what is missing, under an advisory lock (gateways starting together
+    migrate once); ``schema`` is created first when given (a checked identifier)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if schema:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        await conn.execute(_CREATE)
+        applied = [r["name"] for r in await conn.fetch("SELECT name FROM brace_migrations")]
+        for migration in check_applied(applied, migrations, where):
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO brace_migrations (name, applied_at) VALUES ($1, $2)",
+                migration.name,
+                time.time(),
+            )

@@ -8,30 +8,24 @@ stats name the database with :func:`~brace.state.redact_url`.
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
-
-from ..._sql import migrate_postgres, numbered
 from ...errors import ConfigError
 from ...state import redact_url
-from ..record import RequestRecord
-from ._base import BaseStore
-from ._schema import (
+from .._migrations import migrate_postgres
+from .._postgres import CONNECT_ERRORS, Secrets, check_schema, close_pool, numbered, open_pool
+from ._rows import (
     ATTEMPT_COLUMNS,
     REQUEST_COLUMNS,
+    LoggedRequest,
     attempt_rows,
     request_row,
     unique_records,
 )
+from ._writer import BaseStore
 
 __all__ = ["PostgresStore"]
-
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def _marks(n: int) -> str:
@@ -46,18 +40,6 @@ _INSERT_ATTEMPT = (
     f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({_marks(len(ATTEMPT_COLUMNS))}) "
     "ON CONFLICT (request_id, seq) DO NOTHING"
 )
-
-
-def _secrets(url: str) -> list[str]:
-    found: list[str] = []
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            found += [parts.password, unquote(parts.password)]
-        found += [v for k, v in parse_qsl(parts.query) if k.lower() in ("password", "passfile")]
-    except ValueError:
-        pass
-    return [s for s in found if s]
 
 
 class PostgresStore(BaseStore):
@@ -85,10 +67,9 @@ class PostgresStore(BaseStore):
                 f"telemetry.database: {redact_url(url)!r} is not a PostgreSQL URL; expected "
                 "postgresql://user:password@host:5432/dbname (e.g. ${DATABASE_URL})"
             )
-        if schema is not None and not _SCHEMA.match(schema):
-            raise ValueError(f"schema {schema!r} must be a lower-case SQL identifier")
+        check_schema(schema)
         self._url = url
-        self._secrets = _secrets(url)
+        self._secrets = Secrets(url)
         self.schema = schema
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
@@ -101,27 +82,22 @@ class PostgresStore(BaseStore):
         return f"{where} (schema {self.schema})" if self.schema else where
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self._secrets.redact(text)
 
     # ------------------------------------------------------------------ open / close
 
     async def _open(self) -> None:
-        settings = {"application_name": "brace"}
-        if self.schema:
-            settings["search_path"] = self.schema
         try:
-            self._pool = await asyncpg.create_pool(
+            self._pool = await open_pool(
                 self._url,
-                min_size=1,
-                max_size=self.pool_size,
-                timeout=self.connect_timeout,
+                size=self.pool_size,
+                connect_timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
-                server_settings=settings,
+                application_name="brace",
+                schema=self.schema,
             )
             await self._migrate()
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except CONNECT_ERRORS as exc:
             await self._close()
             detail = self._redact(f"{type(exc).__name__}: {exc}")
             raise ConfigError(
@@ -138,16 +114,11 @@ class PostgresStore(BaseStore):
 
     async def _close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            await asyncio.wait_for(pool.close(), 10)
-        except TimeoutError:
-            pool.terminate()
+        await close_pool(pool)
 
     # ------------------------------------------------------------------ primitives
 
-    async def _write(self, records: list[RequestRecord]) -> int:
+    async def _write(self, records: list[LoggedRequest]) -> int:
         fresh = unique_records(records)
         capture = self.capture_content
         async with self._pool.acquire() as conn, conn.transaction():

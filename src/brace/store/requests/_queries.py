@@ -1,50 +1,34 @@
-"""What both engines share: the bounded writer, retention and the queries.
+"""The request log's queries, written once for both engines: listing with keyset
+paging, one request or trace with its attempts, spend, and the overview buckets.
 
-An engine supplies a handful of primitives (open and migrate, write one batch in
-one transaction, delete a set of requests, run a read query); everything else —
-the queue, batching, retry-once-then-drop, retention, the SQL of every query —
-is written once here, so both engines store and answer the same way.
+An engine supplies ``_fetch`` (a read query with ``?`` placeholders), ``_floor_div``
+and ``_in``; the SQL of every query is here.
 """
 
 from __future__ import annotations
 
 import abc
-import asyncio
 import base64
 import collections
-import contextlib
-import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-from ..._tasks import stop_task
-from ..record import RequestRecord
-from ._schema import (
-    ATTEMPT_COLUMNS,
-    MIGRATIONS,
-    REQUEST_COLUMNS,
-    Migration,
-    row_to_attempt,
-    row_to_request,
-)
+from ._rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, row_to_attempt, row_to_request
 
-__all__ = ["BaseStore", "GroupBy", "InvalidQuery", "decode_cursor", "encode_cursor"]
-
-log = logging.getLogger("brace.telemetry.store")
+__all__ = [
+    "GROUP_BY",
+    "GroupBy",
+    "InvalidQuery",
+    "RequestQueries",
+    "decode_cursor",
+    "encode_cursor",
+]
 
 GroupBy = Literal["model", "deployment", "tenant", "day", "hour"]
 GROUP_BY: tuple[str, ...] = ("model", "deployment", "tenant", "day", "hour")
 
-BATCH_ROWS = 500
-"""At most this many records per write transaction."""
-FLUSH_INTERVAL = 0.25
-"""A partial batch waits at most this long."""
-RETENTION_INTERVAL = 60.0
-DELETE_CHUNK = 2_000
-"""Retention deletes this many requests (and their attempts) per transaction."""
 OVERVIEW_MAX_ROWS = 100_000
 """The overview reads at most this many durations (the most recent) for its percentiles."""
 TRACE_MAX_REQUESTS = 500
@@ -111,79 +95,10 @@ def _cost(value: Any) -> float:
     return 0.0 if value is None else round(float(value), 10)
 
 
-class BaseStore(abc.ABC):
-    """The bounded writer, retention and queries over an engine's primitives."""
+class RequestQueries(abc.ABC):
+    """The read side of the request log over an engine's read primitives."""
 
-    engine: ClassVar[str]
-
-    def __init__(
-        self,
-        *,
-        capture_content: bool = False,
-        retention_days: float = 30.0,
-        retention_max_rows: int = 1_000_000,
-        writer_queue: int = 10_000,
-        batch_rows: int = BATCH_ROWS,
-        flush_interval: float = FLUSH_INTERVAL,
-        retention_interval: float = RETENTION_INTERVAL,
-        retry_delay: float = 0.1,
-        now: Callable[[], float] = time.time,
-        migrations: Sequence[Migration] = MIGRATIONS,
-    ) -> None:
-        if writer_queue < 1 or batch_rows < 1:
-            raise ValueError("writer_queue and batch_rows must be at least 1")
-        self.capture_content = capture_content
-        self.retention_days = retention_days
-        self.retention_max_rows = retention_max_rows
-        self.writer_queue = writer_queue
-        self.batch_rows = batch_rows
-        self.flush_interval = flush_interval
-        self.retention_interval = retention_interval
-        self.retry_delay = retry_delay
-        self.now = now
-        self.migrations: tuple[Migration, ...] = tuple(migrations)
-        self._queue: collections.deque[RequestRecord] = collections.deque()
-        self._wake: asyncio.Event | None = None
-        self._drained: asyncio.Event | None = None
-        self._flushing = 0
-        """Callers waiting in :meth:`flush`: the writer writes everything, not only
-        full batches."""
-        self._writer: asyncio.Task[None] | None = None
-        self._retention: asyncio.Task[None] | None = None
-        self._closing = False
-        self._closed = False
-        self.written = 0
-        self.dropped = 0
-        self.duplicates = 0
-        self.batches = 0
-        self.errors = 0
-        self.last_error: str | None = None
-        self.retention_deleted = 0
-        self._retention_lock: asyncio.Lock | None = None
-
-    # ------------------------------------------------------------------ engine primitives
-
-    @property
-    @abc.abstractmethod
-    def where(self) -> str:
-        """The database, safe to log and show (no password)."""
-
-    @abc.abstractmethod
-    async def _open(self) -> None:
-        """Connect and apply pending migrations (raise ConfigError / SchemaTooNew)."""
-
-    @abc.abstractmethod
-    async def _close(self) -> None: ...
-
-    @abc.abstractmethod
-    async def _write(self, records: list[RequestRecord]) -> int:
-        """Insert a batch (requests and attempts) in one transaction, skipping request
-        ids already stored; returns how many were skipped as duplicates."""
-
-    @abc.abstractmethod
-    async def _delete(self, request_ids: list[str]) -> int:
-        """Delete these requests and their attempts in one transaction; returns how
-        many requests were deleted."""
+    now: Callable[[], float]
 
     @abc.abstractmethod
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
@@ -196,189 +111,6 @@ class BaseStore(abc.ABC):
     @abc.abstractmethod
     def _in(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         """SQL and parameters for ``column IN values``."""
-
-    def _redact(self, text: str) -> str:
-        """``text`` without any secret of the connection (engines override)."""
-        return text
-
-    # ------------------------------------------------------------------ lifecycle
-
-    async def start(self) -> None:
-        """Open the database, migrate, start the writer and the retention task."""
-        if self._writer is not None:
-            return
-        await self._open()
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        if not self._queue:
-            self._drained.set()
-        self._writer = asyncio.create_task(self._run_writer(), name=f"brace-store-{self.engine}")
-        self._retention = asyncio.create_task(self._run_retention(), name="brace-store-retention")
-
-    def submit(self, record: RequestRecord) -> None:
-        """Queue a record for the writer; never blocks, never raises.  When the queue
-        is full (or the store is closed) the record is dropped and counted."""
-        if len(self._queue) >= self.writer_queue or self._closed:
-            self.dropped += 1
-            return
-        self._queue.append(record)
-        if self._drained is not None:
-            self._drained.clear()
-        if self._wake is not None and len(self._queue) >= self.batch_rows:
-            self._wake.set()
-
-    async def flush(self) -> None:
-        """Wait until every record submitted so far is written (or dropped)."""
-        if self._writer is None or self._wake is None or self._drained is None:
-            return
-        if self._writer.done():
-            return
-        self._flushing += 1
-        try:
-            self._wake.set()
-            await self._drained.wait()
-        finally:
-            self._flushing -= 1
-
-    async def aclose(self) -> None:
-        """Write everything queued, stop the tasks, close the database."""
-        if self._closed:
-            return
-        self._closing = True
-        await stop_task(self._retention)
-        if self._writer is not None and self._wake is not None:
-            self._wake.set()
-            await self._writer
-        self._closed = True
-        if self._writer is not None:
-            await self._close()
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "engine": self.engine,
-            "database": self.where,
-            "queued": len(self._queue),
-            "capacity": self.writer_queue,
-            "written": self.written,
-            "dropped": self.dropped,
-            "duplicates": self.duplicates,
-            "batches": self.batches,
-            "errors": self.errors,
-            "last_error": self.last_error,
-            "retention_deleted": self.retention_deleted,
-            "capture_content": self.capture_content,
-        }
-
-    # ------------------------------------------------------------------ the writer
-
-    async def _run_writer(self) -> None:
-        assert self._wake is not None and self._drained is not None
-        while True:
-            if len(self._queue) < self.batch_rows and not self._closing:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.flush_interval)
-            self._wake.clear()
-            while self._queue:
-                n = min(self.batch_rows, len(self._queue))
-                batch = [self._queue.popleft() for _ in range(n)]
-                ok = await self._write_batch(batch)
-                if not ok and self._closing:
-                    # the database is failing and we are shutting down: do not hold
-                    # the shutdown for every remaining batch
-                    self.dropped += len(self._queue)
-                    self._queue.clear()
-                if len(self._queue) < self.batch_rows and not (self._closing or self._flushing):
-                    # what arrived while that batch was written waits for the next
-                    # interval: a few large batches cost far less than a stream of
-                    # small ones (every statement hands the GIL back and forth)
-                    break
-            if not self._queue:
-                self._drained.set()
-            if self._closing:
-                return
-
-    async def _write_batch(self, batch: list[RequestRecord]) -> bool:
-        for attempt in (1, 2):
-            try:
-                skipped = await self._write(batch)
-            except Exception as exc:  # any DB failure: counted, never raised into requests
-                self.errors += 1
-                self.last_error = self._redact(f"{type(exc).__name__}: {exc}")[:500]
-                log.warning(
-                    "request log (%s): writing %d records failed (%s): %s",
-                    self.where,
-                    len(batch),
-                    "retrying once" if attempt == 1 else "dropped",
-                    self.last_error,
-                )
-                if attempt == 1 and self.retry_delay > 0 and not self._closing:
-                    await asyncio.sleep(self.retry_delay)
-                continue
-            self.batches += 1
-            self.duplicates += skipped
-            self.written += len(batch) - skipped
-            return True
-        self.dropped += len(batch)
-        return False
-
-    # ------------------------------------------------------------------ retention
-
-    async def _run_retention(self) -> None:
-        while True:
-            try:
-                await self.apply_retention()
-            except Exception as exc:  # a failed pass is logged; the next one retries
-                self.errors += 1
-                self.last_error = self._redact(f"retention: {type(exc).__name__}: {exc}")[:500]
-                log.warning("request log (%s): %s", self.where, self.last_error)
-            await asyncio.sleep(self.retention_interval)
-
-    async def apply_retention(self) -> dict[str, int]:
-        """Delete requests older than ``retention_days``, then the oldest beyond
-        ``retention_max_rows`` (attempts with them).  Returns what was deleted."""
-        if self._retention_lock is None:
-            self._retention_lock = asyncio.Lock()
-        async with self._retention_lock:  # one pass at a time (the task, or a caller)
-            return await self._apply_retention()
-
-    async def _apply_retention(self) -> dict[str, int]:
-        cutoff = self.now() - self.retention_days * 86_400
-        expired = await self._delete_where("started_at < ?", [cutoff])
-        trimmed = 0
-        rows = await self._fetch(
-            "SELECT started_at, request_id FROM requests "
-            "ORDER BY started_at DESC, request_id DESC LIMIT 1 OFFSET ?",
-            [self.retention_max_rows],
-        )
-        if rows:
-            s, rid = float(rows[0]["started_at"]), rows[0]["request_id"]
-            trimmed = await self._delete_where(
-                "(started_at < ? OR (started_at = ? AND request_id <= ?))", [s, s, rid]
-            )
-        self.retention_deleted += expired + trimmed
-        if expired or trimmed:
-            log.info(
-                "request log (%s): retention deleted %d expired and %d beyond %d rows",
-                self.where,
-                expired,
-                trimmed,
-                self.retention_max_rows,
-            )
-        return {"expired": expired, "trimmed": trimmed}
-
-    async def _delete_where(self, condition: str, params: list[Any]) -> int:
-        deleted = 0
-        while True:
-            rows = await self._fetch(
-                f"SELECT request_id FROM requests WHERE {condition} "
-                "ORDER BY started_at, request_id LIMIT ?",
-                [*params, DELETE_CHUNK],
-            )
-            if not rows:
-                return deleted
-            deleted += await self._delete([r["request_id"] for r in rows])
-
-    # ------------------------------------------------------------------ queries
 
     async def list_requests(
         self,

@@ -16,17 +16,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from ..._sql import migrate_sqlite
 from ...errors import ConfigError
-from ..record import RequestRecord
-from ._base import BaseStore
-from ._schema import (
+from .._migrations import migrate_sqlite
+from .._sqlite import connect, is_memory
+from ._rows import (
     ATTEMPT_COLUMNS,
     REQUEST_COLUMNS,
+    LoggedRequest,
     attempt_rows,
     request_row,
     unique_records,
 )
+from ._writer import BaseStore
 
 __all__ = ["SQLiteStore"]
 
@@ -103,7 +104,7 @@ class SQLiteStore(BaseStore):
     def __init__(self, path: str | Path, **options: Any) -> None:
         super().__init__(**options)
         self.path = str(path)
-        self._memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        self._memory = is_memory(self.path)
         self._wx: ThreadPoolExecutor | None = None
         self._rx: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
@@ -124,12 +125,6 @@ class SQLiteStore(BaseStore):
     async def _in_reader(self, fn: Callable[[], T]) -> T:
         assert self._rx is not None, "the store is not started"
         return await asyncio.get_running_loop().run_in_executor(self._rx, fn)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 10000")
-        return conn
 
     # ------------------------------------------------------------------ open / close
 
@@ -155,11 +150,10 @@ class SQLiteStore(BaseStore):
             raise
 
     def _open_writer(self) -> None:
-        conn = self._connect()
+        conn = connect(
+            self.path, timeout=10.0, wal=not self._memory, synchronous="NORMAL", rows=True
+        )
         self._wconn = conn
-        if not self._memory:
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate(conn)
         max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._insert_requests = _MultiInsert("requests", REQUEST_COLUMNS, "request_id", max_vars)
@@ -170,7 +164,7 @@ class SQLiteStore(BaseStore):
             self._rconn = conn
 
     def _open_reader(self) -> None:
-        self._rconn = self._connect()
+        self._rconn = connect(self.path, timeout=10.0, wal=False, rows=True)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrate_sqlite(conn, self.migrations, self.path)
@@ -196,7 +190,7 @@ class SQLiteStore(BaseStore):
 
     # ------------------------------------------------------------------ primitives
 
-    async def _write(self, records: list[RequestRecord]) -> int:
+    async def _write(self, records: list[LoggedRequest]) -> int:
         # The rows and parameters are built here, on the event loop, in one short burst;
         # the writer thread then only runs the statements (C code that releases the GIL
         # while SQLite works) instead of interleaving Python with the loop's requests.
@@ -212,8 +206,8 @@ class SQLiteStore(BaseStore):
 
     def _write_sync(
         self,
-        records: list[RequestRecord],
-        fresh: list[RequestRecord],
+        records: list[LoggedRequest],
+        fresh: list[LoggedRequest],
         request_plan: list[tuple[str, list[Any]]],
         attempt_plan: list[tuple[str, list[Any]]],
     ) -> int:
@@ -236,7 +230,7 @@ class SQLiteStore(BaseStore):
         return self._write_checked(conn, records, fresh)
 
     def _write_checked(
-        self, conn: sqlite3.Connection, records: list[RequestRecord], fresh: list[RequestRecord]
+        self, conn: sqlite3.Connection, records: list[LoggedRequest], fresh: list[LoggedRequest]
     ) -> int:
         ids = [r.request_id for r in fresh]
         existing: set[str] = set()

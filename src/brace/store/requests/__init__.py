@@ -1,5 +1,10 @@
 """The request log: every :class:`~brace.telemetry.record.RequestRecord`, durably.
 
+Tables ``requests`` and ``attempts``.  Modules: ``_rows`` (columns, a record as rows,
+a row as the API shows it), ``_writer`` (:class:`BaseStore`: the bounded writer and
+retention), ``_queries`` (listing, traces, spend, overview), ``_sqlite`` and
+``_postgres`` (the engines' primitives).
+
 One schema, two engines: :class:`SQLiteStore` (a file, the embedded default) and
 :class:`PostgresStore` (shared by many gateways).  Ordered, named migrations
 (``0001_requests``, ``0002_attempts``...) are recorded in ``brace_migrations`` and
@@ -28,13 +33,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...errors import ConfigError
-from ._base import GROUP_BY, BaseStore, GroupBy, InvalidQuery
-from ._schema import MIGRATIONS, Migration, SchemaTooNew
+from .._migrations import MIGRATIONS, Migration, SchemaTooNew
+from ._queries import GROUP_BY, GroupBy, InvalidQuery
+from ._rows import LoggedAttempt, LoggedRequest
 from ._sqlite import SQLiteStore
+from ._writer import BaseStore
 
 if TYPE_CHECKING:
     from ...config import TelemetryConfig
-    from ..record import RequestRecord
     from ._postgres import PostgresStore
 
 __all__ = [
@@ -43,6 +49,8 @@ __all__ = [
     "BaseStore",
     "GroupBy",
     "InvalidQuery",
+    "LoggedAttempt",
+    "LoggedRequest",
     "Migration",
     "PostgresStore",
     "SQLiteStore",
@@ -59,7 +67,7 @@ class Store(Protocol):
     async def start(self) -> None:
         """Open, migrate, start the writer and retention tasks."""
 
-    def submit(self, record: RequestRecord) -> None:
+    def submit(self, record: LoggedRequest) -> None:
         """Queue a record; never blocks or raises (full queue → dropped, counted)."""
 
     async def flush(self) -> None:
