@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigError
-from ..state import redact_url
-from ._migrations import MIGRATIONS, migrate_postgres
-from ._postgres import CONNECT_ERRORS, close_pool, numbered, open_pool
-from .keys import KeyTables
+from ...errors import ConfigError
+from ...state import redact_url
+from .._migrations import MIGRATIONS, migrate_postgres
+from .._postgres import CONNECT_ERRORS, close_pool, numbered, open_pool
+from ._tables import KeyTables
 
 __all__ = ["PostgresKeyTables"]
 
