@@ -14,6 +14,7 @@ from runtime failures; vendor errors are mapped at the provider boundary
     │                                (``wait``: when one may); the admission queue catches it
     ├── RequestError                 the caller sent something Brace will not forward (4xx)
     │   ├── BadRequest               400 unparseable body, missing/invalid field
+    │   │   └── InvalidQuery         400 a request-log query argument (brace.store.requests)
     │   ├── PayloadTooLarge          413 body over ``server.max_body_bytes``
     │   ├── NotFound                 404 no such route, dashboard file, logged request or trace
     │   │   ├── ModelNotFound        404 the model name is not a configured model group

@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from ...errors import BadRequest, BraceError, NotFound, RequestLogOff, RequestLogUnavailable
-from ...store.requests import GROUP_BY, GroupBy, InvalidQuery
+from ...store.requests import GROUP_BY, GroupBy
 from .._access import Route, mount
 from .._http import GATEWAY, GatewayView, error_response, json_response, request_id
 
@@ -135,10 +135,8 @@ def _reads_log(fn: Query) -> Callable[[web.Request], Awaitable[web.StreamRespons
             )
         try:
             result = await fn(request, store)
-        except BraceError as exc:
+        except BraceError as exc:  # InvalidQuery (400) among them
             return error_response(exc, rid)
-        except InvalidQuery as exc:
-            return error_response(BadRequest(exc.message, param=exc.param), rid)
         except Exception as exc:  # a failing database answers 503, never a traceback
             log.warning("admin %s: the request log failed: %s", request.path, type(exc).__name__)
             return error_response(

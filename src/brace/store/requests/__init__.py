@@ -22,7 +22,7 @@ Errors::
 
     ConfigError              (brace.errors) the database cannot be opened, or
     └── SchemaTooNew         it was migrated by a newer Brace (start-up)
-    ValueError
+    BadRequest               (brace.errors, 400)
     └── InvalidQuery         a query argument is out of range; ``param`` names it
 
 Nothing else is raised by :meth:`Store.submit`, the writer or the retention task.

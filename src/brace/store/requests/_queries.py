@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from ...errors import BadRequest
 from ._rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, row_to_attempt, row_to_request
 
 __all__ = [
@@ -40,13 +41,11 @@ _ALL_COLUMNS = ", ".join(REQUEST_COLUMNS)
 _ATTEMPT_SELECT = ", ".join(ATTEMPT_COLUMNS)
 
 
-class InvalidQuery(ValueError):
+class InvalidQuery(BadRequest):
     """A query argument is out of range; ``param`` names it (the admin API answers 400)."""
 
     def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
-        self.message = message
+        super().__init__(message, param=param)
 
 
 def encode_cursor(started_at: float, request_id: str) -> str:
