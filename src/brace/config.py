@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from .errors import ConfigError
-from .presets import PRESETS, Preset
+from .presets import PRESETS, Family, Preset
 
 __all__ = [
     "ERROR_CLASSES",
@@ -224,7 +224,7 @@ class ContextConfig(_Frozen):
     the first user message and the most recent turns, dropping from the middle.
     System messages, the last user message and the last turn are never dropped, and a
     tool call is never separated from its results."""
-    family: Literal["auto", "openai", "anthropic", "llama", "qwen", "mistral", "other"] = "auto"
+    family: Literal["auto"] | Family = "auto"
     """Tokenizer family; ``auto`` guesses it from the deployment's model and provider."""
     reserve_output_tokens: int = Field(default=256, ge=0)
     """``trim`` only: room kept for the answer when the request sets no max_tokens."""

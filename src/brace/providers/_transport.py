@@ -9,7 +9,7 @@ exceptions (timeouts, resets, refused connections) mapped at this boundary.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 
@@ -22,6 +22,7 @@ from ._sse import SSEDecoder, SSEEvent
 __all__ = [
     "USER_AGENT",
     "client_timeout",
+    "closer",
     "iter_sse",
     "make_session",
     "post",
@@ -137,3 +138,13 @@ async def iter_sse(
         events = decoder.feed(piece)
         if events:
             yield events
+
+
+def closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
+    """A stream's ``close``: drops the upstream connection, which is what cancels the
+    upstream's generation."""
+
+    async def close() -> None:
+        resp.close()
+
+    return close

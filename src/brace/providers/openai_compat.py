@@ -8,7 +8,7 @@ upstream's bytes after a cheap shape check; streams are relayed event by event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ from ..errors import MalformedResponse
 from ..stack import Request, RequestState, Response, StreamResponse
 from ._classify import classify_failure
 from ._sse import parse_block
-from ._transport import USER_AGENT, client_timeout, post, read_body, transport_error
+from ._transport import USER_AGENT, client_timeout, closer, post, read_body, transport_error
 
 __all__ = ["OpenAIProvider"]
 
@@ -92,7 +92,7 @@ class OpenAIProvider:
         if req.stream:
             return StreamResponse(
                 self._relay(resp, req.state, strip_usage),
-                close=_closer(resp),
+                close=closer(resp),
                 upstream=resp.headers,
             )
         raw = await read_body(resp, deployment=self.id)
@@ -264,11 +264,3 @@ def _note_usage(frame: bytes, state: RequestState, strip_usage: bool) -> tuple[b
         last = end
     pieces.append(frame[last:])
     return b"".join(pieces), finish
-
-
-def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
-    async def close() -> None:
-        # Dropping the connection is what cancels the upstream generation.
-        resp.close()
-
-    return close

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import aiohttp
@@ -12,7 +12,7 @@ import orjson
 from ...config import Deployment
 from ...errors import UpstreamBadRequest
 from ...stack import Request, RequestState, Response, StreamResponse, sse_frame
-from .._transport import USER_AGENT, client_timeout, iter_sse, post, read_body
+from .._transport import USER_AGENT, client_timeout, closer, iter_sse, post, read_body
 from ._request import to_anthropic
 from ._response import to_openai
 from ._stream import StreamTranslator
@@ -77,7 +77,7 @@ class AnthropicProvider:
             )
             return StreamResponse(
                 self._relay(resp, translator, req.state),
-                close=_closer(resp),
+                close=closer(resp),
                 upstream=resp.headers,
             )
         raw = await read_body(resp, deployment=self.id)
@@ -110,11 +110,3 @@ class AnthropicProvider:
                 resp.release()
             else:
                 resp.close()
-
-
-def _closer(resp: aiohttp.ClientResponse) -> Callable[[], Awaitable[None]]:
-    async def close() -> None:
-        # Dropping the connection is what cancels the upstream generation.
-        resp.close()
-
-    return close
