@@ -27,6 +27,7 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ import orjson
 from ._validate import check_body
 from .config import BraceConfig, load_config, parse_config
 from .engine import Engine
-from .stack import Operation, Request, Response, StreamResponse, frame_payloads
+from .runs import RunContext, current_run, run_context
+from .stack import Operation, Request, Response, RunRef, StreamResponse, frame_payloads
 
 __all__ = ["AsyncClient", "AsyncStream", "Client", "Obj", "Stream"]
 
@@ -158,13 +160,26 @@ class AsyncClient:
         self.embeddings = _AsyncEmbeddings(self)
         self._seq = 0
 
-    async def _call(self, operation: Operation, body: dict[str, Any]) -> Any:
+    def run(
+        self, run_id: str, *, agent: str | None = None, label: str | None = None
+    ) -> AbstractContextManager[RunContext]:
+        """``with client.run("run-id", agent="researcher"):`` puts every call inside
+        into that agent run (a context variable: sync and async code alike)."""
+        return run_context(run_id, agent=agent, label=label)
+
+    async def _call(
+        self, operation: Operation, body: dict[str, Any], run: RunContext | None = None
+    ) -> Any:
         timeout = body.pop("timeout", None)
+        run = run if run is not None else current_run()
         model, stream = check_body(operation, body)  # the gateway's checks, the same errors
         if not self.engine.started:
             await self.engine.start()
         self._seq += 1
         req = Request(operation, model, body, stream, f"inproc-{os.getpid()}-{self._seq}")
+        req.state.owner = "local"
+        if run is not None:
+            req.state.run = RunRef(run.run_id, "local", "context", run.agent, run.label)
         if isinstance(timeout, int | float):
             req.state.timeout = float(timeout)
         result = await self.engine.handler(model)(req)
@@ -220,7 +235,8 @@ class _Completions:
         self._client = client
 
     def create(self, **body: Any) -> Any:
-        result = self._client._run(self._client._async._call("chat", body))
+        # the caller's context (client.run) is read here: the call runs on another thread
+        result = self._client._run(self._client._async._call("chat", body, current_run()))
         return Stream(self._client, result) if isinstance(result, AsyncStream) else result
 
 
@@ -234,7 +250,7 @@ class _Embeddings:
         self._client = client
 
     def create(self, **body: Any) -> Any:
-        return self._client._run(self._client._async._call("embeddings", body))
+        return self._client._run(self._client._async._call("embeddings", body, current_run()))
 
 
 class Client:
@@ -250,6 +266,7 @@ class Client:
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
         self.engine = self._async.engine
+        self.run = self._async.run
 
     def _run(self, coro: Any) -> Any:
         if self._loop.is_closed():

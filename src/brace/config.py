@@ -48,6 +48,7 @@ __all__ = [
     "ModelGroup",
     "Prices",
     "RetryConfig",
+    "RunsConfig",
     "ServerConfig",
     "TelemetryConfig",
     "Timeouts",
@@ -445,6 +446,24 @@ class TelemetryConfig(_Frozen):
     always exported."""
 
 
+class RunsConfig(_Frozen):
+    """Agent runs (docs/runs.md): requests grouped into runs, with their tool steps."""
+
+    enabled: bool = True
+    """Track runs (a request with no run identity and no ``tools`` pays nothing either way)."""
+    link_conversations: bool = True
+    """Put a request with no run identity into the run whose answer its messages continue."""
+    idle_timeout: float = Field(default=600.0, gt=0)
+    """Seconds without a request after which a running run is ``abandoned``."""
+    max_active: int = Field(default=10_000, gt=0)
+    """Runs kept in memory; beyond it the least recently active is let go (as abandoned
+    if still running)."""
+    link_index_size: int = Field(default=20_000, gt=0)
+    """Answers remembered for conversation linking (the newest)."""
+    max_tool_calls: int = Field(default=128, gt=0)
+    """Tool steps opened per answer at most (the rest are counted, not tracked)."""
+
+
 class BraceConfig(_Frozen):
     """The whole ``brace.yaml``."""
 
@@ -452,6 +471,7 @@ class BraceConfig(_Frozen):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     keys: KeysConfig = Field(default_factory=KeysConfig)
+    runs: RunsConfig = Field(default_factory=RunsConfig)
     models: dict[str, ModelGroup] = Field(min_length=1)
 
     @property

@@ -5,6 +5,8 @@ so they run the same stack.  Every group's stack is built here, in one place and
 in this order — **the first policy sees the request first**::
 
     observe       times the request; at its end emits one RequestEnded record (telemetry)
+    runs          with ``runs.enabled``: puts a request into its agent run (named, or found
+                  from the conversation it continues); derives model and tool steps
     deadline      sets the request's one deadline (group ``deadline``, or less if asked)
     cache         opt-in per group: an exact-match hit answers at once (JSON or replayed stream)
     key limits    with ``keys`` (the gateway): the virtual key's RPM/TPM, refused at once
@@ -36,12 +38,14 @@ outer layers.  The engine owns the shared upstream HTTP session and closes it in
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from ._tasks import stop_task
 from .cache import CacheBackend, CachePolicy, make_backend
 from .clock import Clock, SystemClock
 from .config import BraceConfig, CacheConfig
@@ -60,6 +64,7 @@ from .policies.key_limits import KeyLimitPolicy
 from .policies.pacing import Pacer, PacingPolicy
 from .policies.retry import RetryBudget, RetryPolicy
 from .providers import make_provider, make_session
+from .runs import RunPolicy, RunTracker
 from .stack import Handler, Policy, build_stack
 from .state import LimiterBackend, make_limiter
 from .telemetry.cost import Pricing
@@ -102,6 +107,10 @@ class Engine:
         self._admissions: dict[str, AdmissionPolicy] = {}
         self._freed = CapacityFreed()
         self._budget: BudgetPolicy | None = None
+        self.runs: RunTracker | None = None
+        """The agent-run tracker (``None`` with ``runs.enabled: false``)."""
+        self._runs_policy: RunPolicy | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.limiter: LimiterBackend | None = None
         self._encodings = Encodings()
         self._cache_backend: CacheBackend | None = None
@@ -139,6 +148,15 @@ class Engine:
             providers=providers,
             capture_content=self.config.telemetry.capture_content,
         )
+        if self.config.runs.enabled:
+            self.runs = RunTracker(
+                self.config.runs,
+                events=self.events,
+                capture_content=self.config.telemetry.capture_content,
+                rng=random.Random(self.rng.random()),
+            )
+            self._runs_policy = RunPolicy(self.runs, cost=self.pricing.request_cost)
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_runs())
         guards = self._guards()
         for name in self.config.models:
             layers = self._layers(name, observe, cache_cfgs[name], guards)
@@ -167,7 +185,10 @@ class Engine:
         """A group's outer slots, outermost first: observe, deadline, cache, key limits,
         budget, admission, fallback (the core goes below them)."""
         group = self.config.models[name]
-        layers: list[Policy] = [observe, DeadlinePolicy(group.deadline, clock=self.clock)]
+        layers: list[Policy] = [observe]
+        if self._runs_policy is not None:
+            layers.append(self._runs_policy)
+        layers.append(DeadlinePolicy(group.deadline, clock=self.clock))
         if cache_cfg.enabled:
             assert self._cache_backend is not None
             cache = CachePolicy(cache_cfg, self._cache_backend, price=self._cache_price(name))
@@ -330,7 +351,20 @@ class Engine:
         """Queue depth, shed and waited counts per group."""
         return {name: a.snapshot() for name, a in self._admissions.items()}
 
+    async def _sweep_runs(self) -> None:
+        """Abandon idle runs, on the engine's clock (a quarter of the idle timeout, at
+        most every 30 s)."""
+        assert self.runs is not None
+        every = min(self.config.runs.idle_timeout / 4, 30.0)
+        while True:
+            await self.clock.sleep(every)
+            self.runs.sweep()
+
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            await stop_task(self._sweeper)
+            self._sweeper = None
+        self._runs_policy = None
         if self._budget is not None:  # settlements still running reach the ledger
             await self._budget.drain()
             self._budget = None

@@ -33,11 +33,13 @@ __all__ = [
     "CacheOutcome",
     "Extensions",
     "Handler",
+    "LinkedBy",
     "Operation",
     "Policy",
     "Request",
     "RequestState",
     "Response",
+    "RunRef",
     "StreamResponse",
     "answering_group",
     "build_stack",
@@ -68,6 +70,32 @@ class Attempt(NamedTuple):
     retry_delay: float | None = None
     """The backoff the retry policy waited before this attempt (``None``: not a retry
     after a wait decision — a first attempt, a hedge, a fallback)."""
+
+
+LinkedBy = Literal["header", "body", "context", "conversation"]
+"""How a request joined its run: ``x-brace-run-id``, ``metadata.brace_run_id``, the
+in-process ``client.run(...)`` context, or continuing the conversation of an answer the
+run gave (no identity sent at all)."""
+
+
+@dataclass(slots=True)
+class RunRef:
+    """A request's agent run (``request.state.run``): named by the door, or found by the
+    runs slot from the conversation the request continues (:mod:`brace.runs`)."""
+
+    id: str
+    tenant: str
+    """The run's owner (``RequestState.owner``): run ids are scoped to it."""
+    linked_by: LinkedBy
+    agent: str | None = None
+    label: str | None = None
+    """``x-brace-run-step``: the caller's name for this step."""
+    trace_id: str | None = None
+    """The run's trace (32 hex): every request of the run is a span in it."""
+    span_id: str | None = None
+    """The run's ``invoke_agent`` span (16 hex): the parent of its requests' spans."""
+    sampled: bool = True
+    """Traced or not, decided once per run (a run's trace is whole or absent)."""
 
 
 class Extensions:
@@ -130,6 +158,14 @@ class RequestState:
     """``x-brace-cache`` tokens (``use``, ``no-cache``, ``no-store``)."""
     cache_max_age: float | None = None
     """``x-brace-cache-max-age``: only a younger cache entry may answer."""
+    owner: str | None = None
+    """Whose runs (and, later, journals and stored responses) the request may see and
+    join: the virtual key's team or id, ``master``, or ``local`` (no key needed, and
+    in-process).  ``None``: treated as ``local``."""
+    run: RunRef | None = None
+    """The agent run the request belongs to: named by the door (``x-brace-run-id``,
+    ``metadata.brace_run_id``, ``client.run(...)``), or found by the runs slot from the
+    conversation it continues (docs/runs.md)."""
 
     # ── set by the layers, outermost first ──
     cache: CacheOutcome | None = None

@@ -745,7 +745,7 @@ async def test_record_fields_are_all_considered() -> None:
         "started_at", "duration", "status", "stream", "group", "deployment", "provider",
         "response_model", "response_id", "error_class", "error", "ttft", "queue_wait", "input_tokens",
         "output_tokens", "cached_tokens", "reasoning_tokens", "cost_usd", "finish_reasons",
-        "attempts", "fallback", "hedged", "priority", "client_disconnected",
+        "attempts", "fallback", "hedged", "priority", "client_disconnected", "run_id",
         # deliberately not exported: tenant (an identity), content (opt-in, not wired yet)
         "tenant", "content",
     }  # fmt: skip

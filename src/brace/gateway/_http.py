@@ -24,6 +24,7 @@ from ..cache import cache_hints
 from ..errors import BadRequest, BraceError, PayloadTooLarge, PermissionDenied
 from ..keys import MASTER, VirtualKey
 from ..policies.admission import PRIORITIES
+from ..runs import read_run
 from ..stack import Operation, Request, RequestState, Response, StreamResponse
 
 if TYPE_CHECKING:
@@ -192,16 +193,28 @@ def authenticate(gateway: GatewayView, request: web.Request) -> Caller:
     return gateway.keys.ring.authenticate(request.headers.get("Authorization"))
 
 
+def owner_of(caller: Caller) -> str:
+    """Whose runs a caller sees and joins: the key's team (``team:NAME``) or the key's
+    id, ``master``, or ``local`` (no key needed)."""
+    if caller is None:
+        return "local"
+    if caller is MASTER:
+        return "master"
+    assert isinstance(caller, VirtualKey)
+    return f"team:{caller.team}" if caller.team else caller.id
+
+
 def _authorize(caller: Caller, authorization: str | None, req: Request) -> None:
-    """Scope (the 403) and what the key decides for the request: tenant, priority."""
+    """Scope (the 403) and what the key decides for the request: tenant, owner, priority."""
     state = req.state
     if caller is None:  # local mode
+        state.owner = "local"
         if authorization:
             # tenants take turns in the admission queue; the token itself is never kept
             state.tenant = hashlib.blake2b(authorization.encode(), digest_size=8).hexdigest()
         return
     if caller is MASTER:
-        state.tenant = "master"
+        state.tenant = state.owner = "master"
         return
     assert isinstance(caller, VirtualKey)
     if not caller.allows(req.model):
@@ -213,6 +226,7 @@ def _authorize(caller: Caller, authorization: str | None, req: Request) -> None:
         )
     state.ext.insert(caller)
     state.tenant = caller.id
+    state.owner = owner_of(caller)
     if caller.priority == "batch" or (caller.priority is not None and state.priority is None):
         state.priority = caller.priority  # a batch key cannot promote itself by header
 
@@ -254,6 +268,9 @@ async def dispatch(
         if "x-brace-cache" in request.headers or "x-brace-cache-max-age" in request.headers:
             req.state.cache_control, req.state.cache_max_age = cache_hints(request.headers)
         _authorize(caller, request.headers.get("Authorization"), req)
+        run = read_run(request.headers, req.body, req.state.owner or "local")
+        if run is not None:
+            req.state.run = run
         handler = gateway.engine.handler(req.model)
         result = await handler(req)
     except BraceError as exc:

@@ -5,6 +5,7 @@ run identity, the conversation link, the tracker and the stack's ``runs`` slot b
 them.  Telemetry (metrics, traces, the store's writer) subscribes to the events.
 """
 
+from ._identity import RunContext, current_run, read_run, run_context
 from ._model import (
     LinkedBy,
     RunRecord,
@@ -17,16 +18,25 @@ from ._model import (
     StepStatus,
     StepUpdated,
 )
+from ._tracker import RunTracker, ToolCall
+from .policy import RunPolicy
 
 __all__ = [
     "LinkedBy",
+    "RunContext",
+    "RunPolicy",
     "RunRecord",
     "RunRef",
     "RunStatus",
     "RunStatusChanged",
+    "RunTracker",
     "RunUpdated",
     "StepKind",
     "StepRecord",
     "StepStatus",
     "StepUpdated",
+    "ToolCall",
+    "current_run",
+    "read_run",
+    "run_context",
 ]

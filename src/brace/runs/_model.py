@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from ..stack import LinkedBy, RunRef
+
 __all__ = [
     "LinkedBy",
     "RunRecord",
@@ -50,30 +52,6 @@ StepStatus = Literal["running", "ok", "error", "failed", "unfinished"]
 step: ``running`` (the call left Brace, no result yet), then ``ok`` or ``error`` (the
 result came back, marked as an error by the agent), or ``unfinished`` (the run ended
 without its result)."""
-
-LinkedBy = Literal["header", "body", "context", "conversation"]
-"""How a request joined its run: ``x-brace-run-id``, ``metadata.brace_run_id``, the
-in-process ``client.run(...)`` context, or continuing the conversation of an answer the
-run gave (no identity sent at all)."""
-
-
-@dataclass(slots=True)
-class RunRef:
-    """A request's run, as the door (or the conversation link) found it; on
-    ``request.state.run``."""
-
-    id: str
-    tenant: str
-    linked_by: LinkedBy
-    agent: str | None = None
-    label: str | None = None
-    """``x-brace-run-step``: the caller's name for this step."""
-    trace_id: str | None = None
-    """The run's trace (32 hex): every request of the run is a span in it."""
-    span_id: str | None = None
-    """The run's ``invoke_agent`` span (16 hex): the parent of its requests' spans."""
-    sampled: bool = True
-    """Traced or not, decided once per run (a run's trace is whole or absent)."""
 
 
 @dataclass(slots=True)

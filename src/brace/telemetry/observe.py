@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .._w3c import new_trace_id, parse_traceparent
 from ..clock import Clock
 from ..errors import BraceError
 from ..events import EventBus
@@ -29,28 +30,6 @@ from .cost import Pricing
 from .record import AttemptRecord, RequestEnded, RequestRecord
 
 __all__ = ["ObservePolicy", "parse_traceparent"]
-
-_MS48 = (1 << 48) - 1
-
-
-def parse_traceparent(value: str | None) -> tuple[str, str] | None:
-    """(trace id, parent span id) from a W3C ``traceparent``, or ``None`` if invalid."""
-    if not value:
-        return None
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or parts[0] == "ff":
-        return None
-    trace_id, span_id = parts[1].lower(), parts[2].lower()
-    if len(trace_id) != 32 or len(span_id) != 16:
-        return None
-    try:
-        int(trace_id, 16)
-        int(span_id, 16)
-    except ValueError:
-        return None
-    if trace_id == "0" * 32 or span_id == "0" * 16:
-        return None
-    return trace_id, span_id
 
 
 class ObservePolicy:
@@ -132,16 +111,15 @@ class ObservePolicy:
     ) -> RequestRecord:
         state = req.state
         duration = self._clock.now() - start
-        trace = parse_traceparent(state.traceparent)
+        run = state.run
         rand = self._rand.getrandbits
-        if trace:
+        trace = parse_traceparent(state.traceparent)
+        if run is not None and run.trace_id:  # a span of its run's trace
+            trace_id, parent = run.trace_id, run.span_id
+        elif trace:
             trace_id, parent = trace
         else:
-            # Time-ordered, like a UUIDv7: 48 bits of Unix milliseconds, then 80 random
-            # bits (W3C asks for at least the right-most 56 to be random).  The request
-            # log indexes trace ids: ids that grow with time land at the right edge of
-            # that index instead of anywhere in it (~2.5x cheaper inserts at 100k rows).
-            trace_id, parent = f"{int(started_at * 1000) & _MS48:012x}{rand(80) or 1:020x}", None
+            trace_id, parent = new_trace_id(started_at, self._rand), None
         providers = self._providers
         attempts = [  # positional: the fields of AttemptRecord, in order (cheaper)
             AttemptRecord(
@@ -182,6 +160,7 @@ class ObservePolicy:
             priority=state.priority,
             tenant=state.tenant,
             client_disconnected=state.client_disconnected,
+            run_id=run.id if run is not None else None,
         )
         failure = exc if exc is not None else state.stream_error
         if failure is not None:

@@ -75,6 +75,8 @@ class RequestRecord:
     priority: str | None = None
     tenant: str | None = None
     client_disconnected: bool = False
+    run_id: str | None = None
+    """The agent run the request belonged to (``runs``); its spans are in the run's trace."""
     content: dict[str, Any] | None = None
     """Request messages and answer, only with ``telemetry.capture_content``."""
 

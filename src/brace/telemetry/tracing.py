@@ -372,6 +372,7 @@ class Tracer:
             "brace.queue_wait_s": record.queue_wait,
             "brace.cost_usd": record.cost_usd,
             "brace.client_disconnected": record.client_disconnected,
+            "gen_ai.conversation.id": record.run_id,
         }
         if record.stream and record.ttft is not None:
             attrs["gen_ai.response.time_to_first_chunk"] = record.ttft
