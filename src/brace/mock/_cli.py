@@ -30,6 +30,9 @@ def build_config(
     tpm: int | None = None,
     burst_seconds: float | None = None,
     error_rate: str | None = None,
+    agent_turns: int | None = None,
+    agent_parallel: int | None = None,
+    agent_tools: str | None = None,
 ) -> MockConfig:
     """Layer defaults < config file < command-line options; raise ``ValueError`` with the
     file name, the key and what to fix."""
@@ -54,6 +57,9 @@ def build_config(
         "rpm": rpm,
         "tpm": tpm,
         "burst_seconds": burst_seconds,
+        "agent_turns": agent_turns,
+        "agent_parallel": agent_parallel,
+        "agent_tools": agent_tools,
     }
     data.update({key: value for key, value in cli.items() if value is not None})
     if error_rate is not None:
@@ -132,6 +138,16 @@ def mock(
     error_rate: Annotated[
         str | None, typer.Option(help="Fault rates, e.g. 503=0.4,hang=0.05,reset=0.01.")
     ] = None,
+    agent_turns: Annotated[
+        int | None,
+        typer.Option(help="Play an agent's model: tool-call turns before the final answer."),
+    ] = None,
+    agent_parallel: Annotated[
+        int | None, typer.Option(help="Tool calls per agent turn (default 1).")
+    ] = None,
+    agent_tools: Annotated[
+        str | None, typer.Option(help="Tools agent turns call, e.g. search,fetch (default all).")
+    ] = None,
     config: Annotated[
         Path | None, typer.Option("--config", help="YAML/JSON file of MockConfig fields.")
     ] = None,
@@ -153,6 +169,9 @@ def mock(
             tpm=tpm,
             burst_seconds=burst_seconds,
             error_rate=error_rate,
+            agent_turns=agent_turns,
+            agent_parallel=agent_parallel,
+            agent_tools=agent_tools,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)

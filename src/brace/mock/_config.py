@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from brace.mock._agent import MAX_PARALLEL, MAX_TURNS, tool_names
 from brace.mock._distribution import Distribution
 from brace.mock._kinds import FaultKind
 from brace.mock._profiles import PROFILES
@@ -77,6 +78,13 @@ class MockConfig(BaseModel):
     """Length of embedding vectors unless the request sets ``dimensions``."""
     reply_tokens: int | None = Field(default=None, ge=1)
     """Pad every text reply to this many tokens (bigger bodies for benchmarks)."""
+    agent_turns: int | None = Field(default=None, ge=0, le=MAX_TURNS)
+    """Play an agent's model: a request that declares tools is answered with tool calls
+    until its history holds this many tool-call turns, then with a final answer. None: off."""
+    agent_parallel: int = Field(default=1, ge=1, le=MAX_PARALLEL)
+    """Tool calls per agent turn."""
+    agent_tools: tuple[str, ...] = ()
+    """Tools an agent turn calls, cycled (those the request declares); empty: all declared."""
 
     _explicit: dict[str, Any] = PrivateAttr(default_factory=dict)
 
@@ -138,6 +146,16 @@ class MockConfig(BaseModel):
     @classmethod
     def _models_list(cls, value: Any) -> Any:
         return tuple(m.strip() for m in value.split(",")) if isinstance(value, str) else value
+
+    @field_validator("agent_tools", mode="before")
+    @classmethod
+    def _split_tool_names(cls, value: Any) -> Any:
+        return tool_names(value) if isinstance(value, str) else value
+
+    @field_validator("agent_tools")
+    @classmethod
+    def _bounded_tool_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tool_names(value)
 
     @property
     def explicit_fields(self) -> frozenset[str]:

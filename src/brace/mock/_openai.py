@@ -10,8 +10,10 @@ from typing import Any, Final
 
 import orjson
 
+from brace.mock._agent import BadAgentHeader, request_agent
 from brace.mock._core import Admitted, Core, MockRequest, Outcome
 from brace.mock._dialects import JSON, OpenAIDialect
+from brace.mock._openai_tools import tool_calls, tool_groups, tool_message
 from brace.mock._schema import generate_from_schema
 from brace.mock._text import estimate_tokens, fit_reply, openai_prompt_text, reply_text, split_even
 from brace.mock._wire import PartialBody, Reply, SseStream
@@ -31,32 +33,6 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
-
-
-def _pick_tool(body: dict[str, Any], messages: list[Any]) -> tuple[str, Any] | None:
-    """(name, parameters schema) of the tool to call, or None for a text answer."""
-    tools = body.get("tools")
-    choice = body.get("tool_choice")
-    if not isinstance(tools, list) or not tools or choice == "none":
-        return None
-    last = messages[-1]
-    if isinstance(last, dict) and last.get("role") == "tool":
-        return None
-    functions: list[dict[str, Any]] = [
-        t["function"]
-        for t in tools
-        if isinstance(t, dict)
-        and isinstance(t.get("function"), dict)
-        and isinstance(t["function"].get("name"), str)
-    ]
-    if not functions:
-        return None
-    chosen = functions[0]
-    if isinstance(choice, dict):
-        forced = choice.get("function")
-        name = forced.get("name") if isinstance(forced, dict) else None
-        chosen = next((f for f in functions if f["name"] == name), chosen)
-    return chosen["name"], chosen.get("parameters") or {"type": "object", "properties": {}}
 
 
 def _structured(body: dict[str, Any], text: str) -> str | None:
@@ -100,6 +76,10 @@ class OpenAIRoutes:
         if not isinstance(messages, list) or not messages:
             return dialect.bad_request("'messages' is a required non-empty array.", "messages")
         settings = core.live.current()
+        try:
+            agent = request_agent(settings.agent, request.headers)
+        except BadAgentHeader as exc:
+            return dialect.bad_request(str(exc), exc.header)
         chars, last_user = openai_prompt_text(messages)
         prompt_tokens = estimate_tokens(chars)
         max_tokens = _max_tokens(body)
@@ -111,11 +91,19 @@ class OpenAIRoutes:
         model = model if isinstance(model, str) else settings.config.models[0]
         ident = "chatcmpl-" + core.new_id()
         created = int(core.wall())
-        tool = _pick_tool(body, messages)
-        if tool is not None:
-            name, params = tool
-            arguments = orjson.dumps(generate_from_schema(params)).decode()
-            completion_tokens = estimate_tokens(len(name) + len(arguments))
+        stream = body.get("stream") is True
+        calls = tool_calls(
+            body,
+            messages,
+            agent,
+            settings.config.seed,
+            # the one call of the plain mock: its id is the response's when streamed
+            (lambda: "call_" + ident.removeprefix("chatcmpl-"))
+            if stream
+            else (lambda: "call_" + core.new_id()),
+        )
+        if calls is not None:
+            completion_tokens = estimate_tokens(sum(len(c.name) + len(c.arguments) for c in calls))
             text, finish = "", "tool_calls"
         else:
             base = reply_text(last_user, settings.reply_tokens)
@@ -130,7 +118,7 @@ class OpenAIRoutes:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
-        if body.get("stream") is True:
+        if stream:
             options = body.get("stream_options")
             with_usage = isinstance(options, dict) and options.get("include_usage") is True
             head = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
@@ -138,8 +126,8 @@ class OpenAIRoutes:
                 created,
                 orjson.dumps(model),
             )
-            if tool is not None:
-                groups = _tool_groups(head, settings.chunks, ident, tool[0], arguments)
+            if calls is not None:
+                groups = tool_groups(head, settings.chunks, calls)
             else:
                 groups = _text_groups(head, settings.chunks, text)
             tail = (
@@ -161,19 +149,8 @@ class OpenAIRoutes:
                 core.is_stopping,
                 core.stream_completed,
             )
-        if tool is not None:
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_" + core.new_id(),
-                        "type": "function",
-                        "function": {"name": tool[0], "arguments": arguments},
-                    }
-                ],
-                "refusal": None,
-            }
+        if calls is not None:
+            message = tool_message(calls)
         else:
             message = {"role": "assistant", "content": text, "refusal": None}
         payload = orjson.dumps(
@@ -268,27 +245,5 @@ def _text_groups(head: bytes, chunks: int, text: str) -> list[bytes]:
         b'"logprobs":null,"finish_reason":null}]}\n\n'
     )
     groups = [prefix + orjson.dumps(piece) + suffix for piece in split_even(text, chunks)]
-    groups[0] = first + groups[0]
-    return groups
-
-
-def _tool_groups(head: bytes, chunks: int, ident: str, name: str, arguments: str) -> list[bytes]:
-    call = {
-        "index": 0,
-        "id": "call_" + ident.removeprefix("chatcmpl-"),
-        "type": "function",
-        "function": {"name": name, "arguments": ""},
-    }
-    first = (
-        head
-        + b'"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":['
-        + orjson.dumps(call)
-        + b']},"logprobs":null,"finish_reason":null}]}\n\n'
-    )
-    prefix = (
-        head + b'"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":'
-    )
-    suffix = b'}}]},"logprobs":null,"finish_reason":null}]}\n\n'
-    groups = [prefix + orjson.dumps(piece) + suffix for piece in split_even(arguments, chunks)]
     groups[0] = first + groups[0]
     return groups

@@ -8,7 +8,8 @@ Syntax (commas separate phases, ``+`` joins items inside a phase)::
     healthy:10s,outage:2s,loop             repeat forever
 
 An item is a profile name, a fault rate (``503=0.5``, ``hang=0.1``) or one of ``latency=``,
-``chunk_delay=`` (distributions), ``rpm=``, ``tpm=`` (integers). Durations are ``500ms``,
+``chunk_delay=`` (distributions), ``rpm=``, ``tpm=``, ``agent_turns=``, ``agent_parallel=``
+(integers), ``agent_tools=`` (names joined with ``|``). Durations are ``500ms``,
 ``10s``, ``2m``, ``1h`` or a bare number of seconds. Once a script without ``loop`` has run
 out, the base config applies again.
 """
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from brace.mock._agent import MAX_PARALLEL, MAX_TURNS, tool_names
 from brace.mock._distribution import parse_distribution
 from brace.mock._kinds import FAULT_KINDS
 from brace.mock._profiles import PROFILES
@@ -32,6 +34,7 @@ _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _LIMIT_KEYS = frozenset({"rpm", "tpm"})
 _DIST_KEYS = frozenset({"latency", "chunk_delay"})
+_AGENT_BOUNDS = {"agent_turns": (0, MAX_TURNS), "agent_parallel": (1, MAX_PARALLEL)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +123,18 @@ def _parse_phase(text: str) -> Phase:
             settings[key] = parse_distribution(value).spec
         elif key in _LIMIT_KEYS:
             settings[key] = int(value)
+        elif key in _AGENT_BOUNDS:
+            low, high = _AGENT_BOUNDS[key]
+            if not low <= int(value) <= high:
+                raise ValueError(f"phase {text!r}: {key}={value} must be within {low}..{high}")
+            settings[key] = int(value)
+        elif key == "agent_tools":
+            settings[key] = tool_names(value)
         else:
             raise ValueError(
                 f"phase {text!r}: unknown item {key!r}; use a profile, a fault "
-                f"({', '.join(FAULT_KINDS)}), latency, chunk_delay, rpm or tpm"
+                f"({', '.join(FAULT_KINDS)}), latency, chunk_delay, rpm, tpm, agent_turns, "
+                "agent_parallel or agent_tools"
             )
     return Phase(
         profile=profile,

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from brace.mock._agent import Agent
 from brace.mock._config import MockConfig
 from brace.mock._kinds import FAULT_KINDS
 from brace.mock._profiles import PROFILES
@@ -25,6 +26,7 @@ class Settings:
     """Effective values for one phase, shaped for the hot path."""
 
     __slots__ = (
+        "agent",
         "burst_seconds",
         "chunk_delay",
         "chunks",
@@ -58,6 +60,7 @@ class Settings:
         self.stall_seconds = config.stall_seconds
         self.embedding_dim = config.embedding_dim
         self.reply_tokens = config.reply_tokens
+        self.agent = Agent(config.agent_turns, config.agent_parallel, config.agent_tools)
         edge = 0.0
         table: list[tuple[str, float]] = []
         for kind in FAULT_KINDS:
