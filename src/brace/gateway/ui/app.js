@@ -1507,7 +1507,7 @@
       h("td", { class: "num step-duration", text: g.open ? "–" : fmtSec(st.duration) }),
       h("td", { class: "num step-tokens", text: model ? fmtInt(st.input_tokens) + " / " + fmtInt(st.output_tokens) : "" }),
       h("td", { class: "num step-cost", dataset: { value: num(st.cost_usd) }, text: model ? fmtUsd(st.cost_usd) : "" }),
-      h("td", { class: "nowrap step-links" }, sep(links)));
+      h("td", { class: "step-links" }, sep(links)));
   }
 
   function stepErrorRow(st, isFailing) {
