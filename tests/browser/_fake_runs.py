@@ -121,7 +121,7 @@ def _build(
 
 
 def fixture_runs(now: float) -> list[tuple[RunRecord, list[StepRecord]]]:
-    """Every fixture run with its steps, newest first."""
+    """Every fixture run with its steps, the most recently active first."""
     runs = [
         _build(
             "key_alpha",
@@ -308,7 +308,7 @@ def fixture_runs(now: float) -> list[tuple[RunRecord, list[StepRecord]]]:
             _build(
                 "key_alpha" if i % 2 else "key_gamma",
                 rid,
-                now - 3600 - 60 * i,
+                now - 3700 - 60 * i,
                 [
                     _model(
                         1,
@@ -337,7 +337,7 @@ def _error(message: str, status: int) -> web.Response:
 def list_runs(
     runs: list[tuple[RunRecord, list[StepRecord]]], q: MultiMapping[str]
 ) -> dict[str, Any]:
-    rows = [r for r, _ in runs]
+    rows = sorted((r for r, _ in runs), key=lambda r: -r.last_activity)
     if q.get("status"):
         rows = [r for r in rows if r.status == q["status"]]
     if q.get("agent"):
@@ -345,12 +345,14 @@ def list_runs(
     if q.get("key"):
         rows = [r for r in rows if r.tenant == q["key"]]
     if q.get("since"):
-        rows = [r for r in rows if r.started_at >= float(q["since"])]
+        rows = [r for r in rows if r.last_activity >= float(q["since"])]
     if q.get("until"):
-        rows = [r for r in rows if r.started_at < float(q["until"])]
+        rows = [r for r in rows if r.last_activity < float(q["until"])]
     if q.get("q"):
-        text = q["q"].lower()
-        rows = [r for r in rows if text in r.run_id.lower() or text in (r.agent or "").lower()]
+        text = q["q"]
+        rows = [
+            r for r in rows if r.run_id.startswith(text) or text.lower() in (r.agent or "").lower()
+        ]
     if q.get("before"):
         index = next(i for i, r in enumerate(rows) if r.run_id == q["before"])
         rows = rows[index + 1 :]
@@ -369,6 +371,7 @@ def one_run(
     for run, steps in runs:
         if run.run_id == run_id and (not key or run.tenant == key):
             out = run.to_dict()
+            out["step_count"] = out["steps"]
             out["steps"] = [s.to_dict() for s in sorted(steps, key=lambda s: s.seq)]
             return out
     return None

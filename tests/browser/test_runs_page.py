@@ -63,7 +63,7 @@ def test_runs_list_shows_the_apis_numbers(tab: Tab, url: str) -> None:
     assert page.get_attribute('.tabs a[data-page="runs"]', "aria-current") == "page"
     api = admin(url, "runs", limit=50)
     rows = page.eval_on_selector_all("#runs-table tbody tr", "els => els.map(e => e.dataset.runId)")
-    assert rows == [r["run_id"] for r in api["data"]]  # newest first, one page
+    assert rows == [r["run_id"] for r in api["data"]]  # the API's order, one page
     by_id = {r["run_id"]: r for r in api["data"]}
     for run_id in (_fake_runs.COMPLETED, _fake_runs.FAILED, _fake_runs.RUNNING):
         r = by_id[run_id]
@@ -226,6 +226,9 @@ def test_waterfall_places_steps_in_time(tab: Tab, url: str) -> None:
         f"{fmt_int(api['input_tokens'])} / {fmt_int(api['output_tokens'])}"
     )
     assert page.inner_text("#run-duration .stat-value") == fmt_sec(api["duration"])
+    assert page.inner_text("#run-steps .stat-value") == (
+        f"{api['step_count']} ({api['model_steps']} · {api['tool_steps']})"
+    )
     assert page.inner_text("#run-retries .stat-value") == "1"
     assert page.inner_text("#run-wait .stat-value") == fmt_sec(api["wait_s"])
     assert page.inner_text("#run-trace-id") == api["trace_id"]

@@ -1197,7 +1197,8 @@
   const RUN_STATUS = { running: "info", completed: "ok", failed: "bad", abandoned: "warn" };
   const STEP_STATUS = { running: "info", ok: "ok", error: "warn", failed: "bad", unfinished: "warn" };
   const RUN_FILTERS = ["q", "status", "agent", "key", "within"];
-  const RUN_WITHIN = [["", "any time"], ["3600", "last hour"], ["86400", "last 24 hours"], ["604800", "last 7 days"]];
+  // "Active": the API's since bounds a run's last activity
+  const RUN_WITHIN = [["", "any time"], ["3600", "in the last hour"], ["86400", "in the last 24 hours"], ["604800", "in the last 7 days"]];
   const RUNS_PAGE = 50;
   const RUN_ID_CHARS = 24;
   let lastRunsHash = "#/runs";
@@ -1235,11 +1236,11 @@
     lastRunsHash = location.hash || "#/runs";
     const { input, select } = filterFields("r-", f);
     const form = h("form", { class: "filters", role: "search", "aria-label": "Filter runs" },
-      input("q", "Search", { type: "search", placeholder: "run id or agent", class: "wide" }),
+      input("q", "Search", { type: "search", placeholder: "run id prefix or agent", class: "wide" }),
       select("status", "Status", [["", "any"], ...Object.keys(RUN_STATUS).map((v) => [v, v])]),
       input("agent", "Agent", { list: "dl-agent" }),
       input("key", "Key (tenant)", { list: "dl-key" }),
-      select("within", "Started", RUN_WITHIN),
+      select("within", "Active", RUN_WITHIN),
       h("div", { class: "field buttons" }, h("button", { type: "submit", text: "Apply" }),
         h("button", { type: "button", class: "ghost", text: "Clear", onclick: () => { location.hash = "#/runs"; } })),
       h("datalist", { id: "dl-agent" }), h("datalist", { id: "dl-key" }));
@@ -1250,10 +1251,10 @@
     const heads = [["Status"], ["Run"], ["Agent · key"], ["Started"], ["Steps", "num", "model steps · tool steps"], ["Duration", "num"],
       ["Tokens in / out", "num"], ["Cost", "num"], ["Retries · waits", "num", "failed attempts absorbed · seconds waited for capacity and before retries"], ["Failure cause"]];
     main.append(
-      h("div", { class: "page-head" }, h("h1", { text: "Runs" }), h("span", { class: "hint", text: "agent runs, newest first · refreshes every 5 s" })),
+      h("div", { class: "page-head" }, h("h1", { text: "Runs" }), h("span", { class: "hint", text: "the most recently active first · refreshes every 5 s" })),
       form,
       card("Agent runs", h("div", { class: "table-scroll" }, h("table", { class: "data runs", id: "runs-table" },
-        h("caption", { class: "sr-only", text: "Agent runs, newest first" }),
+        h("caption", { class: "sr-only", text: "Agent runs, the most recently active first" }),
         h("thead", null, h("tr", null, heads.map(([t, cls, title]) => h("th", { scope: "col", class: cls || null, title: title || null, text: t })))),
         tbody)), note, more));
 
@@ -1294,7 +1295,8 @@
     return { refresh, interval: REFRESH_MS };
   }
 
-  const stepCount = (r) => (typeof r.steps === "number" ? r.steps : num(r.model_steps) + num(r.tool_steps));
+  // the list gives the count as `steps`; one run gives its steps there and the count as `step_count`
+  const stepCount = (r) => (typeof r.steps === "number" ? r.steps : r.step_count ?? num(r.model_steps) + num(r.tool_steps));
 
   function runRow(r) {
     const href = runHref(r);
