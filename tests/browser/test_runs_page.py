@@ -325,6 +325,37 @@ def test_running_and_unfinished_steps_reach_now_and_the_runs_end(tab: Tab, url: 
     assert tab.errors == []
 
 
+def test_refresh_the_list_and_a_running_run_not_a_finished_one(tab: Tab, url: str) -> None:
+    page = tab.page
+    hits: list[str] = []
+    page.on(
+        "request",
+        lambda r: (
+            hits.append(urllib.parse.urlsplit(r.url).path) if "/admin/runs" in r.url else None
+        ),
+    )
+    page.clock.install()  # the page's timers on a fake clock: no sleeping here
+    page.goto(f"{url}/ui/#/runs")
+    page.wait_for_selector("#runs-table tbody tr")
+    page.clock.run_for(5100)
+    page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length > 0")
+    page.wait_for_timeout(300)
+    assert hits.count("/admin/runs") == 2
+    finished = f"/admin/runs/{_fake_runs.COMPLETED}"
+    page.goto(f"{url}/ui/#/runs/{_fake_runs.COMPLETED}?key=key_alpha")
+    page.wait_for_selector("#waterfall .wf-bar")
+    page.clock.run_for(11_000)
+    page.wait_for_timeout(300)
+    assert hits.count(finished) == 1  # a finished run is read once
+    running = f"/admin/runs/{_fake_runs.RUNNING}"
+    page.goto(f"{url}/ui/#/runs/{_fake_runs.RUNNING}?key=key_alpha")
+    page.wait_for_selector("#waterfall .wf-bar")
+    page.clock.run_for(5100)
+    page.wait_for_timeout(300)
+    assert hits.count(running) == 2
+    assert tab.errors == []
+
+
 def test_unknown_run_says_so(tab: Tab, url: str) -> None:
     page = tab.page
     page.goto(f"{url}/ui/#/runs/nope?key=key_alpha")

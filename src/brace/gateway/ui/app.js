@@ -1382,7 +1382,7 @@
       summary,
       failing || run.failure_class ? failureBanner(run, failing) : null,
       stats,
-      card("Waterfall", waterfallLegend(), waterfall(run, steps, now)),
+      card("Waterfall", steps.length ? [waterfallLegend(), waterfall(run, steps, now)] : h("p", { class: "muted", id: "run-no-steps", text: "No step recorded yet." })),
       card("Run", h("dl", { class: "facts", id: "run-facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", null, v)]))),
     ].filter(Boolean));
   }
