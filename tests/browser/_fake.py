@@ -1,7 +1,7 @@
 """A fake admin API in the request log's shapes, behind the real ``/ui`` route.
 
-It answers ``/admin/deployments``, ``/admin/overview``, ``/admin/requests[/{id}]`` and
-``/admin/spend`` from fixed fixture data (times relative to now), with the real
+It answers ``/admin/deployments``, ``/admin/overview``, ``/admin/requests[/{id}]``,
+``/admin/spend`` and ``/admin/runs[/{run_id}]`` (``_fake_runs.py``) from fixed fixture data (times relative to now), with the real
 ``admin_guard``: the dashboard's charts, filters and trace view can then be checked
 against exact numbers.
 """
@@ -19,6 +19,7 @@ from aiohttp import web
 from brace.config import parse_config
 from brace.gateway._access import admin_guard
 from brace.gateway.routes import ui
+from tests.browser import _fake_runs
 
 BUCKET = 60
 WINDOW = 3600
@@ -326,4 +327,5 @@ def create_app(*, admin_key: str | None = None, split: bool = False) -> web.Appl
     app.router.add_get("/admin/requests", guarded(requests_route))
     app.router.add_get("/admin/requests/{id}", guarded(one))
     app.router.add_get("/admin/spend", guarded(spend_route))
+    _fake_runs.add_routes(app, guarded, started)
     return app

@@ -7,7 +7,6 @@ Chromium against what ``GET /admin/keys`` and ``GET /admin/teams`` say."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from playwright.sync_api import Page, Route
 
 from brace.config import parse_config
 from brace.gateway import Gateway
+from tests.browser._fmt import fmt_usd
 from tests.browser.conftest import Tab
 from tests.integration.conftest import ServerThread
 
@@ -41,20 +41,6 @@ class Served:
     """``GET /admin/keys`` after the traffic, by key id."""
     teams: dict[str, dict[str, Any]]
     """``GET /admin/teams`` after the traffic, by team."""
-
-
-def fmt_usd(v: float) -> str:
-    """app.js's ``fmtUsd``."""
-    if v == 0:
-        return "$0"
-    a = abs(v)
-    if a >= 100:
-        return f"${math.floor(v + 0.5):,}"
-    if a >= 1:
-        return f"${v:.2f}"
-    if a >= 0.01:
-        return f"${v:.3f}"
-    return f"${v:.{1 - math.floor(math.log10(a))}f}"  # toPrecision(2)
 
 
 def usage(record: dict[str, Any], period: str) -> dict[str, Any]:

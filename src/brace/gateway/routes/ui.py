@@ -3,8 +3,8 @@
 The assets (``brace/gateway/ui/``: ``index.html``, ``app.js``, ``style.css``) are plain
 files read once at start-up through :mod:`importlib.resources`; there is no build step
 and nothing is fetched from elsewhere.  The page reads the admin API
-(``/admin/deployments``, ``/admin/overview``, ``/admin/requests``, ``/admin/spend``,
-``/admin/keys``, ``/admin/teams``)
+(``/admin/deployments``, ``/admin/overview``, ``/admin/requests``, ``/admin/runs``,
+``/admin/spend``, ``/admin/keys``, ``/admin/teams``)
 with the admin key the user typed, sent as ``Authorization: Bearer``.
 
 Access is ``Access.DASHBOARD`` (:mod:`brace.gateway._access`): where the admin API is

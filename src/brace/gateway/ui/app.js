@@ -1,6 +1,7 @@
 // Brace dashboard: a small one-page app over the gateway's admin API.
 // Plain JavaScript, no dependencies, no build step.  Charts are inline SVG drawn here.
-// Pages (hash routes): #/overview  #/deployments  #/requests[?filters]  #/requests/<id>  #/spend  #/keys[?team=&state=]
+// Pages (hash routes): #/overview  #/deployments  #/requests[?filters]  #/requests/<id>  #/runs[?filters]
+// #/runs/<id>?key=<tenant>  #/spend  #/keys[?team=&state=]
 "use strict";
 
 (() => {
@@ -685,10 +686,7 @@
   function requestsPage(main, query) {
     const f = Object.fromEntries(FILTERS.map((k) => [k, query.get(k) || ""]));
     lastRequestsHash = location.hash || "#/requests";
-    const input = (name, label, attrs) => h("div", { class: "field" }, h("label", { for: "f-" + name, text: label }),
-      h("input", { id: "f-" + name, name, value: f[name], autocomplete: "off", ...attrs }));
-    const select = (name, label, options) => h("div", { class: "field" }, h("label", { for: "f-" + name, text: label }),
-      h("select", { id: "f-" + name, name }, options.map(([v, t]) => h("option", { value: v, text: t, selected: f[name] === v }))));
+    const { input, select } = filterFields("f-", f);
     const form = h("form", { class: "filters", role: "search", "aria-label": "Filter requests" },
       input("q", "Request id", { type: "search", placeholder: "search by request id", class: "wide" }),
       input("model", "Model", { list: "dl-model" }),
@@ -698,14 +696,7 @@
       select("error_class", "Error class", [["", "any"], ...ERROR_CLASSES.map((c) => [c, c])]),
       h("div", { class: "field buttons" }, h("button", { type: "submit", text: "Apply" }), h("button", { type: "button", class: "ghost", text: "Clear", onclick: () => { location.hash = "#/requests"; } })),
       h("datalist", { id: "dl-model" }), h("datalist", { id: "dl-deployment" }), h("datalist", { id: "dl-tenant" }));
-    form.addEventListener("submit", (ev) => {
-      ev.preventDefault();
-      const p = new URLSearchParams();
-      for (const k of FILTERS) { const v = form.elements[k].value.trim(); if (v) p.set(k, v); }
-      const next = "#/requests" + (p.toString() ? "?" + p : "");
-      if (next === location.hash) view.refresh();
-      else location.hash = next;
-    });
+    submitToHash(form, "#/requests", FILTERS);
     const tbody = h("tbody");
     const note = h("p", { class: "muted", id: "requests-note", role: "status" });
     const more = h("button", { type: "button", id: "load-more", class: "ghost", text: "Load more", hidden: true });
@@ -751,23 +742,52 @@
       note.textContent = rows.length ? "" : "No requests match these filters.";
       if (!rows.length && !Object.values(f).some(Boolean)) note.textContent = "No requests recorded yet.";
     }
+    onLoadMore(more, async () => {
+      const data = await load("requests", { ...params(), before: cursor });
+      cursor = nextCursor(data);
+      addRows(data.data || []);
+      more.hidden = !cursor;
+    });
+    return { refresh };
+  }
+
+  const nextCursor = (page) => page.next_cursor || page.next || null;
+
+  // "Load more": the button is off while the next page loads; an error shows in the banner.
+  function onLoadMore(more, next) {
     more.addEventListener("click", async () => {
       more.disabled = true;
       try {
-        const data = await load("requests", { ...params(), before: cursor });
-        cursor = nextCursor(data);
-        addRows(data.data || []);
-        more.hidden = !cursor;
+        await next();
       } catch (e) {
         showError(e);
       } finally {
         more.disabled = false;
       }
     });
-    return { refresh };
   }
 
-  const nextCursor = (page) => page.next_cursor || page.next || null;
+  // A filter form's fields: inputs and selects labelled "<prefix><name>", holding f[name].
+  function filterFields(prefix, f) {
+    const input = (name, label, attrs) => h("div", { class: "field" }, h("label", { for: prefix + name, text: label }),
+      h("input", { id: prefix + name, name, value: f[name], autocomplete: "off", ...attrs }));
+    const select = (name, label, options) => h("div", { class: "field" }, h("label", { for: prefix + name, text: label }),
+      h("select", { id: prefix + name, name }, options.map(([v, t]) => h("option", { value: v, text: t, selected: f[name] === v }))));
+    return { input, select };
+  }
+
+  // Submitting a filter form puts its non-empty fields in the URL (base?k=v...): a filtered
+  // view can be shared; the same filters again just refresh.
+  function submitToHash(form, base, names) {
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const p = new URLSearchParams();
+      for (const k of names) { const v = form.elements[k].value.trim(); if (v) p.set(k, v); }
+      const next = base + (p.toString() ? "?" + p : "");
+      if (next === location.hash) view.refresh();
+      else location.hash = next;
+    });
+  }
 
   function statusBadge(status, errorClass) {
     const ok = status >= 200 && status < 300 && !errorClass;
@@ -1170,6 +1190,338 @@
     return "in " + Math.round(d / 86400) + " days";
   }
 
+  // ---------------------------------------------------------------- runs
+
+  // Agent runs (GET /admin/runs, GET /admin/runs/{id}?key=): the list, filters in the URL
+  // (#/runs?status=&agent=&key=&q=&within=), and one run's waterfall (#/runs/<id>?key=<tenant>).
+  const RUN_STATUS = { running: "info", completed: "ok", failed: "bad", abandoned: "warn" };
+  const STEP_STATUS = { running: "info", ok: "ok", error: "warn", failed: "bad", unfinished: "warn" };
+  const RUN_FILTERS = ["q", "status", "agent", "key", "within"];
+  // "Active": the API's since bounds a run's last activity
+  const RUN_WITHIN = [["", "any time"], ["3600", "in the last hour"], ["86400", "in the last 24 hours"], ["604800", "in the last 7 days"]];
+  const RUNS_PAGE = 50;
+  const RUN_ID_CHARS = 24;
+  let lastRunsHash = "#/runs";
+
+  const runHref = (r) => "#/runs/" + encodeURIComponent(r.run_id) + "?key=" + encodeURIComponent(r.tenant);
+  const plural = (n, one, many) => fmtInt(n) + " " + (n === 1 ? one : many || one + "s");
+
+  // Long ids keep their head and their tail (ids made at the same time share a prefix):
+  // the whole id is in the title, the aria-label and the copy button.
+  function midEllipsis(text, max) {
+    if (text.length <= max) return text;
+    const tail = Math.ceil((max - 1) / 2);
+    return text.slice(0, max - 1 - tail) + "…" + text.slice(-tail);
+  }
+
+  function copyButton(value, what) {
+    return h("button", {
+      type: "button", class: "ghost copy", title: "Copy the " + what, "aria-label": "Copy " + what + " " + value, dataset: { copy: value },
+      onclick: async (ev) => {
+        ev.stopPropagation();
+        try {
+          await navigator.clipboard.writeText(value);
+          setStatus("Copied the " + what);
+        } catch (_) {
+          setStatus("Could not copy: select the " + what + " to copy it", "bad");
+        }
+      },
+    }, s("svg", { viewBox: "0 0 16 16", width: 13, height: 13, class: "icon", "aria-hidden": "true" },
+      s("rect", { x: 5.5, y: 5.5, width: 9, height: 9, rx: 1.5 }),
+      s("path", { d: "M10.5 3.5v-1a1 1 0 0 0-1-1h-7a1 1 0 0 0-1 1v7a1 1 0 0 0 1 1h1" })));
+  }
+
+  function runsPage(main, query) {
+    const f = Object.fromEntries(RUN_FILTERS.map((k) => [k, query.get(k) || ""]));
+    lastRunsHash = location.hash || "#/runs";
+    const { input, select } = filterFields("r-", f);
+    const form = h("form", { class: "filters", role: "search", "aria-label": "Filter runs" },
+      input("q", "Search", { type: "search", placeholder: "run id prefix or agent", class: "wide" }),
+      select("status", "Status", [["", "any"], ...Object.keys(RUN_STATUS).map((v) => [v, v])]),
+      input("agent", "Agent", { list: "dl-agent" }),
+      input("key", "Key (tenant)", { list: "dl-key" }),
+      select("within", "Active", RUN_WITHIN),
+      h("div", { class: "field buttons" }, h("button", { type: "submit", text: "Apply" }),
+        h("button", { type: "button", class: "ghost", text: "Clear", onclick: () => { location.hash = "#/runs"; } })),
+      h("datalist", { id: "dl-agent" }), h("datalist", { id: "dl-key" }));
+    submitToHash(form, "#/runs", RUN_FILTERS);
+    const tbody = h("tbody");
+    const note = h("p", { class: "muted", id: "runs-note", role: "status" });
+    const more = h("button", { type: "button", id: "runs-more", class: "ghost", text: "Load more", hidden: true });
+    const heads = [["Status"], ["Run"], ["Agent · key"], ["Started"], ["Steps", "num", "model steps · tool steps"], ["Duration", "num"],
+      ["Tokens in / out", "num"], ["Cost", "num"], ["Retries · waits", "num", "failed attempts absorbed · seconds waited for capacity and before retries"], ["Failure cause"]];
+    main.append(
+      h("div", { class: "page-head" }, h("h1", { text: "Runs" }), h("span", { class: "hint", text: "the most recently active first · refreshes every 5 s" })),
+      form,
+      card("Agent runs", h("div", { class: "table-scroll" }, h("table", { class: "data runs", id: "runs-table" },
+        h("caption", { class: "sr-only", text: "Agent runs, the most recently active first" }),
+        h("thead", null, h("tr", null, heads.map(([t, cls, title]) => h("th", { scope: "col", class: cls || null, title: title || null, text: t })))),
+        tbody)), note, more));
+
+    let cursor = null;
+    let shown = 0;
+    const seen = { agent: new Set(), key: new Set() };
+    const params = () => {
+      const p = { status: f.status, agent: f.agent, key: f.key, q: f.q };
+      if (f.within) p.since = Math.floor(Date.now() / 1000 - Number(f.within));
+      return p;
+    };
+    function addRows(rows) {
+      for (const r of rows) {
+        if (r.agent) seen.agent.add(r.agent);
+        if (r.tenant) seen.key.add(r.tenant);
+        tbody.append(runRow(r));
+      }
+      shown = tbody.rows.length;
+      for (const k of Object.keys(seen)) document.getElementById("dl-" + k).replaceChildren(...[...seen[k]].sort().map((v) => h("option", { value: v })));
+    }
+    async function refresh() {
+      // a refresh keeps what "Load more" added: it asks for as many rows as are shown
+      const data = await load("runs", { ...params(), limit: Math.max(RUNS_PAGE, shown) });
+      const rows = data.data || [];
+      tbody.replaceChildren();
+      cursor = nextCursor(data);
+      addRows(rows);
+      more.hidden = !cursor;
+      note.textContent = rows.length ? "" : Object.values(f).some(Boolean) ? "No runs match these filters."
+        : "No agent runs recorded yet: requests join a run with an x-brace-run-id header (see docs/runs.md).";
+    }
+    onLoadMore(more, async () => {
+      const data = await load("runs", { ...params(), limit: RUNS_PAGE, before: cursor });
+      cursor = nextCursor(data);
+      addRows(data.data || []);
+      more.hidden = !cursor;
+    });
+    return { refresh, interval: REFRESH_MS };
+  }
+
+  // the list gives the count as `steps`; one run gives its steps there and the count as `step_count`
+  const stepCount = (r) => (typeof r.steps === "number" ? r.steps : r.step_count ?? num(r.model_steps) + num(r.tool_steps));
+
+  function runRow(r) {
+    const href = runHref(r);
+    const retries = num(r.retries);
+    const failure = r.failure_class || r.failure_error
+      ? h("div", { class: "failure", title: r.failure_error || null },
+        h("span", { class: "cause" }, h("span", { class: "swatch", style: { background: causeColor(r.failure_class) }, "aria-hidden": "true" }), r.failure_class || "error"),
+        h("div", { class: "muted small nowrap" }, r.failure_step != null ? "step " + r.failure_step : "", r.failure_deployment ? " · " : "",
+          r.failure_deployment ? h("span", { class: "mono", text: r.failure_deployment }) : null))
+      : num(r.failed_steps) ? h("span", { class: "muted small", text: plural(num(r.failed_steps), "step") + " with an error" }) : "";
+    const tr = h("tr", { class: "clickable" + (r.status === "failed" ? " failed" : ""), dataset: { runId: r.run_id, tenant: r.tenant, status: r.status } },
+      h("td", null, badge(r.status, RUN_STATUS[r.status])),
+      h("td", { class: "nowrap run-id-cell" },
+        h("a", { href, class: "mono run-id", title: r.run_id, "aria-label": "Run " + r.run_id, text: midEllipsis(r.run_id, RUN_ID_CHARS) }), copyButton(r.run_id, "run id")),
+      h("td", { class: "nowrap" }, h("div", { class: "run-agent" }, r.agent ? r.agent : h("span", { class: "muted", text: "–" })),
+        h("div", { class: "mono muted small run-key", title: "key (tenant)", text: r.tenant })),
+      h("td", { class: "nowrap run-started", title: fmtDateTime(r.started_at) }, fmtClock(r.started_at, true),
+        h("div", { class: "muted small", text: fmtDateTime(r.started_at).slice(0, 10) })),
+      h("td", { class: "num run-steps", dataset: { steps: stepCount(r), model: num(r.model_steps), tool: num(r.tool_steps) } },
+        fmtInt(stepCount(r)), h("div", { class: "muted small", text: fmtInt(r.model_steps) + " model · " + fmtInt(r.tool_steps) + " tool" })),
+      h("td", { class: "num run-duration", dataset: { value: num(r.duration) }, text: fmtSec(r.duration) }),
+      h("td", { class: "num run-tokens", text: fmtInt(r.input_tokens) + " / " + fmtInt(r.output_tokens) }),
+      h("td", { class: "num run-cost", dataset: { value: num(r.cost_usd) }, text: fmtUsd(r.cost_usd) }),
+      h("td", { class: "num run-retries", text: (retries ? fmtInt(retries) : "–") + " · " + (num(r.wait_s) ? fmtSec(r.wait_s) : "–") }),
+      h("td", { class: "run-failure" }, failure));
+    tr.addEventListener("click", (ev) => { if (!ev.target.closest("a, button")) location.hash = href; });
+    return tr;
+  }
+
+  // ---------------------------------------------------------------- run view
+
+  function runPage(main, id, query) {
+    const key = query.get("key") || "";
+    const body = h("div", { "aria-busy": "true" });
+    main.append(h("div", { class: "page-head" },
+      h("h1", null, "Run ", h("span", { class: "mono", id: "run-title", text: id })), copyButton(id, "run id"),
+      h("a", { href: lastRunsHash, class: "back", text: "← Back to runs" })), body);
+    let last = null;
+    async function refresh() {
+      // a finished run does not change: only a running one is asked again
+      if (last && last.status !== "running") return;
+      let run;
+      try {
+        run = await load("runs/" + encodeURIComponent(id), { key });
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 404) {
+          body.replaceChildren(h("p", { class: "banner error", role: "alert", text: "No run " + id + (key ? " for key " + key : "") + " (it may have expired)." }));
+          return;
+        }
+        throw e;
+      }
+      last = run;
+      renderRun(body, run, Date.now() / 1000);
+      body.setAttribute("aria-busy", "false");
+    }
+    return { refresh, interval: REFRESH_MS };
+  }
+
+  function renderRun(body, run, now) {
+    const steps = (Array.isArray(run.steps) ? run.steps : []).slice().sort((a, b) => a.seq - b.seq);
+    const failing = steps.find((st) => st.seq === run.failure_step) || null;
+    const summary = h("p", { class: "run-summary", id: "run-summary" },
+      badge(run.status, RUN_STATUS[run.status]),
+      h("span", null, "agent ", h("strong", { id: "run-agent", text: run.agent || "–" })),
+      h("span", null, "key ", h("span", { class: "mono", id: "run-tenant", text: run.tenant })),
+      h("span", { class: "muted", text: "started " + fmtDateTime(run.started_at) + (run.ended_at ? " · ended " + fmtDateTime(run.ended_at) : " · last activity " + fmtDateTime(run.last_activity)) }));
+    const stats = h("div", { class: "stats" },
+      stat("Duration", fmtSec(run.duration), "run-duration"),
+      stat("Steps (model · tool)", fmtInt(stepCount(run)) + " (" + fmtInt(run.model_steps) + " · " + fmtInt(run.tool_steps) + ")", "run-steps"),
+      stat("Tokens in / out", fmtInt(run.input_tokens) + " / " + fmtInt(run.output_tokens), "run-tokens"),
+      stat("Cost", fmtUsd(run.cost_usd), "run-cost"),
+      stat("Retries absorbed", fmtInt(run.retries), "run-retries"),
+      stat("Waited (capacity, retries)", fmtSec(run.wait_s), "run-wait"));
+    const facts = [
+      ["Run id", h("span", { class: "mono", text: run.run_id })],
+      ["Trace id", run.trace_id ? [h("span", { class: "mono", id: "run-trace-id", text: run.trace_id }), " ", copyButton(run.trace_id, "trace id")] : "–"],
+      ["Agent span", run.span_id ? h("span", { class: "mono", text: run.span_id }) : "–"],
+      ["Joined by", run.linked_by || "–"],
+      ["Steps with an error", fmtInt(run.failed_steps)],
+      ["Requests", fmtInt((run.request_ids || []).length)],
+    ];
+    body.replaceChildren(...[
+      summary,
+      failing || run.failure_class ? failureBanner(run, failing) : null,
+      stats,
+      card("Waterfall", steps.length ? [waterfallLegend(), waterfall(run, steps, now)] : h("p", { class: "muted", id: "run-no-steps", text: "No step recorded yet." })),
+      card("Run", h("dl", { class: "facts", id: "run-facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", null, v)]))),
+    ].filter(Boolean));
+  }
+
+  function failureBanner(run, st) {
+    const where = st ? "step " + st.seq + " (" + st.kind + " " + st.name + ")" : "step " + (run.failure_step ?? "?");
+    return h("div", { class: "failure-banner", id: "run-failure" },
+      h("strong", { text: "Failed at " + where + ": " }),
+      badge(run.failure_class || (st && st.error_class) || "error", "bad"),
+      run.failure_deployment ? [" from deployment ", h("span", { class: "mono failure-deployment", text: run.failure_deployment })] : null,
+      h("div", { class: "failure-error", text: run.failure_error || (st && st.error) || "" }),
+      st ? h("button", { type: "button", class: "ghost", text: "Show the step", onclick: () => {
+        const row = document.getElementById("step-" + st.seq);
+        if (row) { row.scrollIntoView({ block: "center" }); row.focus(); }
+      } }) : null);
+  }
+
+  function waterfallLegend() {
+    const item = (cls, label) => h("li", null, h("span", { class: "swatch wf " + cls, "aria-hidden": "true" }), label);
+    return h("ul", { class: "legend wf-legend", "aria-label": "Legend" },
+      item("model", "model step"), item("tool", "tool step"), item("queue", "waited for capacity"), item("retry", "waited before retries"),
+      item("failed", "failed"), item("tool-error", "tool error"), item("open", "running or unfinished"));
+  }
+
+  // One row per step on a shared time axis from the run's start.  Bars: left at
+  // started_at - run.started_at, as long as the step's duration; a step without one
+  // (running, unfinished) reaches to now while the run runs, else to the run's end.
+  function waterfall(run, steps, now) {
+    const t0 = num(run.started_at);
+    const running = run.status === "running";
+    const runEnd = running ? Math.max(now, num(run.last_activity)) : num(run.ended_at ?? run.last_activity);
+    const ends = steps.filter((st) => st.duration != null).map((st) => num(st.started_at) + num(st.duration));
+    const span = Math.max(runEnd, ...ends) - t0;
+    const { max, step } = niceMax(Math.max(span, 0.001), 6);
+    const pct = (t) => Math.max(0, Math.min(100, (t / max) * 100));
+    const ticks = [];
+    for (let t = 0; t <= max + 1e-9; t += step) ticks.push(t);
+    const gridLines = () => ticks.map((t) => h("span", { class: "tick-line", style: { left: pct(t) + "%" }, "aria-hidden": "true" }));
+    const nowLine = () => (running ? h("span", { class: "now-line", style: { left: pct(now - t0) + "%" }, title: "now", "aria-hidden": "true" }) : null);
+    const axis = h("div", { class: "wf-axis", "aria-hidden": "true" },
+      ticks.map((t) => h("span", { class: "wf-tick", style: { left: pct(t) + "%" }, text: t === 0 ? "0" : step >= 1 ? trim(t) + " s" : fmtSec(t) })));
+    const rows = [];
+    for (const st of steps) {
+      const start = num(st.started_at) - t0;
+      const open = st.duration == null;
+      const end = open ? Math.max(start, span) : start + num(st.duration);
+      const isFailing = st.seq === run.failure_step;
+      rows.push(stepRow(st, { start, end, open, isFailing, pct, gridLines, nowLine, trace: run.trace_id }));
+      if (st.error || st.error_class) rows.push(stepErrorRow(st, isFailing));
+    }
+    return h("div", { class: "table-scroll" }, h("table", { class: "data waterfall", id: "waterfall" },
+      h("caption", { class: "sr-only", text: "Steps of the run on a time axis from its start (" + fmtSec(max) + " across)" }),
+      h("thead", null, h("tr", null,
+        h("th", { scope: "col", class: "num", text: "#" }), h("th", { scope: "col", text: "Step" }), h("th", { scope: "col", text: "Status" }),
+        h("th", { scope: "col", class: "wf-track-head" }, h("span", { class: "sr-only", text: "Timeline since the run started" }), axis),
+        ["Duration", "Tokens in / out", "Cost"].map((t) => h("th", { scope: "col", class: "num", text: t })),
+        h("th", { scope: "col", text: "Links" }))),
+      h("tbody", null, rows)));
+  }
+
+  function stepRow(st, g) {
+    const model = st.kind === "model";
+    const dur = g.end - g.start;
+    const queue = model ? Math.min(num(st.queue_wait), dur) : 0;
+    const retry = model ? Math.min(num(st.retry_wait), dur - queue) : 0;
+    const part = (v) => (dur > 0 ? (v / dur) * 100 : 0) + "%";
+    const fallback = Array.isArray(st.fallback) && st.fallback.length > 1 ? st.fallback : null;
+    const cls = ["wf-bar", st.kind, "s-" + st.status];
+    if (g.open) cls.push("open");
+    const what = "step " + st.seq + ", " + st.kind + " " + st.name + ": " + st.status + ", from +" + fmtSec(g.start) + ", " +
+      (g.open ? "no end yet" : fmtSec(dur)) + (queue ? ", waited " + fmtSec(queue) + " for capacity" : "") +
+      (retry ? ", " + fmtSec(retry) + " before retries" : "") + (st.error_class ? ", " + st.error_class : "");
+    const bar = h("div", {
+      class: cls.join(" "), role: "img", "aria-label": what, title: what,
+      dataset: { seq: st.seq, start: g.start, end: g.end },
+      style: { left: g.pct(g.start) + "%", width: g.pct(g.end) - g.pct(g.start) + "%" },
+    },
+    queue > 0 ? h("span", { class: "seg queue", style: { width: part(queue) } }) : null,
+    retry > 0 ? h("span", { class: "seg retry", style: { width: part(retry) } }) : null,
+    h("span", { class: "seg work" }));
+    const labelText = g.open ? (st.status === "running" ? "running…" : st.status) : fmtSec(dur);
+    // the label goes after the bar, else before it, else (a bar across the track) inside
+    // its end, over the call itself rather than the hatched waits
+    const place = g.pct(g.end) <= 86 ? "after" : g.pct(g.start) >= 14 ? "before" : "inside";
+    const label = h("span", { class: "wf-label " + place + (g.open ? " open" : ""), "aria-hidden": "true", text: labelText,
+      style: place === "after" ? { left: "calc(" + g.pct(g.end) + "% + 6px)" }
+        : { right: "calc(" + (100 - g.pct(place === "before" ? g.start : g.end)) + "% + 6px)" } });
+
+    const meta = [];
+    const waits = [];
+    if (model) {
+      if (st.deployment) meta.push(h("span", { class: "mono", text: st.deployment }));
+      if (num(st.attempts) > 1) meta.push(plural(num(st.attempts), "attempt"));
+      if (num(st.retries)) meta.push(h("span", { class: "retries", text: "↻ " + plural(num(st.retries), "retry", "retries") }));
+      if (fallback) meta.push(h("span", { class: "fallback", text: "↪ " + fallback.join(" → ") }));
+      if (num(st.tool_calls)) meta.push(plural(num(st.tool_calls), "tool call"));
+      if (queue) waits.push(h("span", null, h("span", { class: "swatch wf queue", "aria-hidden": "true" }), fmtSec(st.queue_wait) + " for capacity"));
+      if (num(st.retry_wait)) waits.push(h("span", null, h("span", { class: "swatch wf retry", "aria-hidden": "true" }), fmtSec(st.retry_wait) + " before retries"));
+    } else {
+      if (st.tool_type) meta.push(st.tool_type);
+      if (st.result_bytes != null) meta.push(fmtCompact(st.result_bytes) + " B result");
+    }
+    const sep = (items) => items.flatMap((x, i) => { const one = h("span", { class: "nowrap" }, x); return i ? [" · ", one] : [one]; });
+    const links = [];
+    if (model && st.request_id) {
+      links.push(h("a", { href: "#/requests?q=" + encodeURIComponent(st.request_id), class: "step-log", title: "Request " + st.request_id + " in the request log" }, "log"),
+        h("a", { href: "#/requests/" + encodeURIComponent(st.request_id), class: "step-trace",
+          title: "Trace of request " + st.request_id + (g.trace ? " (run trace " + g.trace + ")" : "") + ": its attempts on a timeline" }, "trace"));
+    }
+    if (!model && st.opened_by) links.push(h("a", { href: "#/requests/" + encodeURIComponent(st.opened_by), class: "step-opened", title: "The request whose answer asked for this tool call: " + st.opened_by }, "asked by"));
+    if (!model && st.closed_by) links.push(h("a", { href: "#/requests/" + encodeURIComponent(st.closed_by), class: "step-closed", title: "The request that carried its result: " + st.closed_by }, "result in"));
+
+    const rowCls = ["step-row", st.kind];
+    if (g.isFailing) rowCls.push("failing");
+    return h("tr", { class: rowCls.join(" "), id: "step-" + st.seq, tabindex: "-1", dataset: { seq: st.seq, kind: st.kind, status: st.status } },
+      h("td", { class: "num muted", text: st.seq }),
+      h("th", { scope: "row", class: "step-name" },
+        h("div", null, h("span", { class: "kind-tag " + st.kind, text: st.kind }), h("span", { class: "name", text: st.name }),
+          st.label ? h("span", { class: "muted", text: " · " + st.label }) : null),
+        meta.length || waits.length ? h("div", { class: "muted small step-meta" }, h("div", null, sep(meta)),
+          waits.length ? h("div", { class: "step-waits" }, "waited ", sep(waits)) : null) : null),
+      h("td", null, badge(st.status, STEP_STATUS[st.status])),
+      h("td", { class: "wf-track-cell" }, h("div", { class: "wf-track" }, g.gridLines(), g.nowLine(), bar, label)),
+      h("td", { class: "num step-duration", text: g.open ? "–" : fmtSec(st.duration) }),
+      h("td", { class: "num step-tokens", text: model ? fmtInt(st.input_tokens) + " / " + fmtInt(st.output_tokens) : "" }),
+      h("td", { class: "num step-cost", dataset: { value: num(st.cost_usd) }, text: model ? fmtUsd(st.cost_usd) : "" }),
+      h("td", { class: "step-links" }, sep(links)));
+  }
+
+  function stepErrorRow(st, isFailing) {
+    return h("tr", { class: "step-error" + (isFailing ? " failing" : ""), dataset: { seq: st.seq } },
+      h("td", null),
+      h("td", { colspan: 7 }, h("div", { class: "error-box" },
+        h("strong", { text: isFailing ? "Step " + st.seq + " failed the run: " : "Step " + st.seq + " " + st.status + ": " }),
+        st.error_class ? badge(st.error_class, isFailing ? "bad" : "warn") : null,
+        st.kind === "model" && st.deployment ? [" from deployment ", h("span", { class: "mono step-error-deployment", text: st.deployment })] : null,
+        st.error ? [st.error_class || st.kind === "model" ? ": " : "", h("span", { class: "step-error-text", text: st.error })] : null)));
+  }
+
   // ------------------------------------------------------------------ router
 
   let view = { refresh: async () => {} };
@@ -1196,7 +1548,7 @@
     if (box) box.remove();
   }
 
-  const PAGES = { overview: overviewPage, deployments: deploymentsPage, requests: requestsPage, spend: spendPage, keys: keysPage };
+  const PAGES = { overview: overviewPage, deployments: deploymentsPage, requests: requestsPage, runs: runsPage, spend: spendPage, keys: keysPage };
 
   const router = {
     go() {
@@ -1219,6 +1571,10 @@
       if (name === "requests" && parts[1]) {
         view = tracePage(main, decodeURIComponent(parts.slice(1).join("/")));
         document.title = "Request " + decodeURIComponent(parts[1]) + " · Brace";
+      } else if (name === "runs" && parts[1]) {
+        const id = decodeURIComponent(parts.slice(1).join("/"));
+        view = runPage(main, id, query);
+        document.title = "Run " + id + " · Brace";
       } else {
         view = PAGES[name](main, query);
         document.title = name[0].toUpperCase() + name.slice(1) + " · Brace";
