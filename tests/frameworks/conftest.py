@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,3 +377,38 @@ def run_snippet(names: list[str], stack: Stack, **given: Any) -> dict[str, Any]:
         source = source.replace(DOC_URL, stack.base_url)
         exec(compile(source, f"{DOC.name}:{name}", "exec"), namespace)
     return namespace
+
+
+# --- One agent run per way of tagging it ---------------------------------------------
+
+AGENT = "weather-bot"
+"""The agent name the snippets send (``x-brace-agent``)."""
+VARIANTS = ("header", "body", "none")
+"""How a run is tagged: ``x-brace-run-id`` header, ``metadata.brace_run_id``, nothing."""
+
+
+def run_variant(
+    stack: Stack, tools: Tools, names: list[str], variant: str
+) -> tuple[dict[str, Any], str]:
+    """Run the snippets ``names`` as one agent run tagged the ``variant`` way and check
+    what holds today (:func:`check_agent_run`); returns the snippets' namespace (for the
+    framework's own checks of its result) and the run id given to them."""
+    run_id = f"run-{uuid.uuid4().hex}"
+    namespace = run_snippet(names, stack, run_id=run_id, **tools.functions())
+    if variant == "header":
+        check_agent_run(stack, tools, headers={"x-brace-run-id": run_id, "x-brace-agent": AGENT})
+    elif variant == "body":
+        check_agent_run(stack, tools, metadata={"brace_run_id": run_id})
+    else:
+        check_agent_run(stack, tools)
+    return namespace, run_id
+
+
+def assert_variant_run(stack: Stack, run_id: str, variant: str) -> dict[str, Any]:
+    """The run in the admin API (:func:`assert_run`), found by its id, or by its
+    requests when it sent none; skipped until agent runs are merged."""
+    if variant == "none":
+        return assert_unidentified_run(stack)
+    return assert_run(
+        stack, run_id, agent=AGENT if variant == "header" else None, linked_by=variant
+    )
