@@ -11,12 +11,21 @@ pytest.importorskip(
 )
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_runner_run(gateway: Stack, tools: Tools, variant: str) -> None:
+def run(gateway: Stack, tools: Tools, variant: str) -> str:
     namespace, run_id = run_variant(
         gateway, tools, ["openai-agents-agent", f"openai-agents-{variant}"], variant
     )
     result = namespace["result"]
     assert result.final_output.startswith("Mock reply to:")
     assert len(result.raw_responses) == gateway.expect.model_steps
-    assert_variant_run(gateway, run_id, variant)
+    return run_id
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_runner_run(gateway: Stack, tools: Tools, variant: str) -> None:
+    run(gateway, tools, variant)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_runner_run_in_admin_api(gateway: Stack, tools: Tools, variant: str) -> None:
+    assert_variant_run(gateway, run(gateway, tools, variant), variant)
