@@ -22,6 +22,7 @@ The snippets of ``docs/runs-frameworks.md`` are run from the file itself
 from __future__ import annotations
 
 import re
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -77,6 +78,10 @@ class Expect:
     @property
     def tool_steps(self) -> int:
         return self.turns * self.parallel
+
+    @property
+    def steps(self) -> int:
+        return self.model_steps + self.tool_steps
 
 
 def mock_options() -> tuple[dict[str, Any], Expect]:
@@ -289,6 +294,19 @@ def _admin_get(stack: Stack, path: str) -> tuple[int, Any]:
         return exc.code, orjson.loads(exc.read() or b"{}")
 
 
+def _admin_poll(
+    stack: Stack, path: str, ready: Callable[[Any], bool], timeout: float = 5.0
+) -> tuple[int, Any]:
+    """``GET path`` until ``ready(body)`` or ``timeout``: the request log and the run
+    records are written off the hot path, a moment after the answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = _admin_get(stack, path)
+        if status == 404 or (status == 200 and ready(body)) or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.05)
+
+
 def _skip_if_no_route(status: int, body: Any) -> None:
     message = str((body.get("error") or {}).get("message", "")) if isinstance(body, dict) else ""
     if status == 404 and message.startswith("no route for"):
@@ -304,10 +322,14 @@ def assert_run(
 ) -> dict[str, Any]:
     """The run ``run_id`` is in the admin API, completed, with the model and tool steps
     the mock asked for, and every model request as a span of the run's trace."""
-    status, run = _admin_get(stack, f"/admin/runs/{run_id}")
+    expect = stack.expect
+    status, run = _admin_poll(
+        stack,
+        f"/admin/runs/{run_id}",
+        lambda r: r.get("status") == "completed" and len(r.get("steps") or ()) == expect.steps,
+    )
     _skip_if_no_route(status, run)
     assert status == 200, run
-    expect = stack.expect
     steps = run["steps"]
     kinds = [s["kind"] for s in steps]
     assert kinds.count("model") == expect.model_steps, steps
@@ -326,7 +348,11 @@ def assert_run(
     assert run["request_ids"] == [s.request_id for s in stack.recorder.seen]
     # as spans: every model step is a request of the run's trace
     if run.get("trace_id"):
-        status, trace = _admin_get(stack, f"/admin/traces/{run['trace_id']}")
+        status, trace = _admin_poll(
+            stack,
+            f"/admin/traces/{run['trace_id']}",
+            lambda t: {r["request_id"] for r in t["data"]} >= set(run["request_ids"]),
+        )
         assert status == 200, trace
         assert {r["request_id"] for r in trace["data"]} >= set(run["request_ids"])
     return run
@@ -336,7 +362,11 @@ def run_of_request(stack: Stack, request_id: str) -> str:
     """The id of the run that holds ``request_id`` (for runs that sent no identity):
     assumes ``GET /admin/runs`` lists runs as ``{"data": [run, ...]}`` like the other
     admin lists, newest first."""
-    status, listing = _admin_get(stack, "/admin/runs?limit=50")
+    status, listing = _admin_poll(
+        stack,
+        "/admin/runs?limit=50",
+        lambda page: any(request_id in (r.get("request_ids") or ()) for r in page["data"]),
+    )
     _skip_if_no_route(status, listing)
     assert status == 200, listing
     for run in listing["data"]:
