@@ -307,14 +307,20 @@ def _admin_poll(
     deadline = time.monotonic() + timeout
     while True:
         status, body = _admin_get(stack, path)
-        if status == 404 or (status == 200 and ready(body)) or time.monotonic() > deadline:
+        if _no_route(status, body) or (status == 200 and ready(body)):
+            return status, body
+        if time.monotonic() > deadline:  # a 404 for the run itself: not written yet, or never
             return status, body
         time.sleep(0.05)
 
 
-def _skip_if_no_route(status: int, body: Any) -> None:
+def _no_route(status: int, body: Any) -> bool:
     message = str((body.get("error") or {}).get("message", "")) if isinstance(body, dict) else ""
-    if status == 404 and message.startswith("no route for"):
+    return status == 404 and message.startswith("no route for")
+
+
+def _skip_if_no_route(status: int, body: Any) -> None:
+    if _no_route(status, body):
         pytest.skip("agent runs not merged yet (GET /admin/runs has no route)")
 
 

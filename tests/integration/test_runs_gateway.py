@@ -13,6 +13,8 @@ import aiohttp
 import openai
 import pytest
 
+from brace.config import parse_config
+
 from .conftest import ServerThread
 
 TOOLS: list[Any] = [
@@ -242,12 +244,12 @@ def test_a_run_that_fails_midway_shows_the_step_and_its_cause(servers: ServerThr
 
 def test_runs_are_scoped_to_the_key(servers: ServerThread) -> None:
     mock = servers.mock(agent_turns=1, seed=9)
-    _, url = servers.gateway(
-        {
-            "server": {"admin_key": "master-secret"},
-            "models": {"chat": {"deployments": [{"provider": "mock", "model": "m", "base_url": f"{mock}/v1"}]}},
-        }
-    )  # fmt: skip
+    raw = {
+        "server": {"admin_key": "${BRACE_ADMIN_KEY}"},
+        "models": {"chat": {"deployments": [{"provider": "mock", "model": "m", "base_url": f"{mock}/v1"}]}},
+        "telemetry": {"database": f"{servers.tmp}/scoped.db"},
+    }  # fmt: skip
+    _, url = servers.gateway(parse_config(raw, env={"BRACE_ADMIN_KEY": "master-secret"}))
 
     def create_key(name: str) -> str:
         import urllib.request
