@@ -197,7 +197,8 @@ def step(run_id: str, seq: int, tenant: str = "key_a", **kw: Any) -> StepRecord:
 async def runs_contract(db: Database) -> None:
     """Runs and steps through the writer: upserted by key (the latest version wins,
     versions waiting together coalesce), read back in order, then retention."""
-    store = db.request_log(capture_content=True)
+    clock = [T0]
+    store = db.request_log(capture_content=True, now=lambda: clock[0])
     await store.start()
     try:
         store.submit_run(run("r1", steps=1, request_ids=["q1"]))
@@ -210,8 +211,8 @@ async def runs_contract(db: Database) -> None:
         store.submit_step(
             step("r1", 2, kind="tool", name="search", opened_by="q1", content={"args": {"q": 1}})
         )
-        store.submit_run(run("r1", tenant="key_b", last_activity=T0 - 86_400 * 40))
-        store.submit_step(step("r1", 1, tenant="key_b", started_at=T0 - 86_400 * 40))
+        store.submit_run(run("r1", tenant="key_b", last_activity=T0 - 86_400 * 10))
+        store.submit_step(step("r1", 1, tenant="key_b", started_at=T0 - 86_400 * 10))
         await store.flush()
         stats = store.stats()
         assert stats["coalesced"] == 2
@@ -255,7 +256,8 @@ async def runs_contract(db: Database) -> None:
             await store.get_run(None, "r1")
         assert ambiguous.value.param == "key" and "2 tenants" in str(ambiguous.value)
 
-        # retention: runs last active before retention_days go, with their steps
+        # retention (30 days): runs last active before then go, with their steps
+        clock[0] = T0 + 86_400 * 25
         await store.apply_retention()
         assert await store.get_run("key_b", "r1") is None
         assert await store.get_run(None, "r1") is not None  # one tenant left: no key needed
@@ -339,6 +341,7 @@ async def test_a_legacy_database_migrates_forward(db: Database) -> None:
         assert old["group"] == "claude" and old["fallback"] == ["gpt", "claude"]
         assert old["absorbed"] == 1 and old["attempts_count"] == 2
         assert old["content"] == {"messages": [{"role": "user", "content": "hi"}]}
+        assert old["run_id"] is None  # 0008_request_run_id: no run before it
         assert [(a["deployment"], a["status"]) for a in old["attempts"]] == [
             ("gpt-a", 429),
             ("claude-a", 200),
@@ -371,9 +374,11 @@ async def test_a_legacy_database_migrates_forward(db: Database) -> None:
     finally:
         await keys.aclose()
 
-    # every migration recorded, none applied again
-    assert await db.rows("SELECT name, applied_at FROM brace_migrations ORDER BY name") == stamped
-    assert [r[0] for r in stamped] == [m.name for m in MIGRATIONS]
+    # every migration recorded, none applied again (the ones newer than the legacy
+    # database applied once, after them)
+    now = await db.rows("SELECT name, applied_at FROM brace_migrations ORDER BY name")
+    assert now[: len(stamped)] == stamped
+    assert [r[0] for r in now] == [m.name for m in MIGRATIONS]
     # and new writes work beside the old rows
     await request_log_contract(db, known=2)
     await key_contract(db, known=2)
