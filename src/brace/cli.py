@@ -181,6 +181,15 @@ def _register_keys() -> None:
 _register_keys()
 
 
+def _register_runs() -> None:
+    from .runs_cli import register_cli as register_runs
+
+    register_runs(app)
+
+
+_register_runs()
+
+
 def main() -> None:
     app(prog_name="brace")
 

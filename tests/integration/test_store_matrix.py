@@ -21,9 +21,10 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from brace.keys import Budget, KeyStore, VirtualKey, open_key_store
+from brace.runs import RunRecord, StepRecord
 from brace.store import MIGRATIONS
 from brace.store.cache import CachedAnswer, SQLiteCache
-from brace.store.requests import BaseStore, PostgresStore, SQLiteStore
+from brace.store.requests import BaseStore, InvalidQuery, PostgresStore, SQLiteStore
 from brace.telemetry.record import AttemptRecord, RequestRecord
 
 from ._services import PG_URL, pg_up
@@ -181,6 +182,91 @@ async def key_contract(db: Database, *, known: int = 0) -> None:
     assert await applied(db) == [m.name for m in MIGRATIONS]
 
 
+def run(run_id: str, tenant: str = "key_a", **kw: Any) -> RunRecord:
+    fields: dict[str, Any] = {"started_at": T0 - 10, "last_activity": T0 - 5, "agent": "bot"}
+    fields.update(kw)
+    return RunRecord(tenant=tenant, run_id=run_id, **fields)
+
+
+def step(run_id: str, seq: int, tenant: str = "key_a", **kw: Any) -> StepRecord:
+    fields: dict[str, Any] = {"kind": "model", "name": "gpt", "started_at": T0 - 10 + seq}
+    fields.update(kw)
+    return StepRecord(tenant=tenant, run_id=run_id, seq=seq, **fields)
+
+
+async def runs_contract(db: Database) -> None:
+    """Runs and steps through the writer: upserted by key (the latest version wins,
+    versions waiting together coalesce), read back in order, then retention."""
+    clock = [T0]
+    store = db.request_log(capture_content=True, now=lambda: clock[0])
+    await store.start()
+    try:
+        store.submit_run(run("r1", steps=1, request_ids=["q1"]))
+        store.submit_step(step("r1", 1, status="running", request_id="q1"))
+        # newer versions of the same keys while the first ones still wait: coalesced
+        store.submit_run(run("r1", steps=2, status="running", request_ids=["q1"]))
+        store.submit_step(
+            step("r1", 1, status="ok", duration=1.5, fallback=["gpt", "claude"], cost_usd=0.25)
+        )
+        store.submit_step(
+            step("r1", 2, kind="tool", name="search", opened_by="q1", content={"args": {"q": 1}})
+        )
+        store.submit_run(run("r1", tenant="key_b", last_activity=T0 - 86_400 * 10))
+        store.submit_step(step("r1", 1, tenant="key_b", started_at=T0 - 86_400 * 10))
+        await store.flush()
+        stats = store.stats()
+        assert stats["coalesced"] == 2
+        assert (stats["runs_written"], stats["steps_written"]) == (2, 3)
+
+        # a later batch upserts over the stored rows
+        store.submit_run(
+            run(
+                "r1",
+                status="failed",
+                steps=2,
+                last_activity=T0,
+                ended_at=T0,
+                failure_step=2,
+                failure_class="tool_error",
+                request_ids=["q1", "q2"],
+            )
+        )
+        store.submit_step(step("r1", 2, kind="tool", name="search", status="error", duration=0.5))
+        await store.flush()
+
+        got = await store.get_run("key_a", "r1")
+        assert got is not None
+        assert got["status"] == "failed" and got["step_count"] == 2
+        assert got["request_ids"] == ["q1", "q2"] and got["duration"] == 10.0
+        assert [(s["seq"], s["kind"], s["status"]) for s in got["steps"]] == [
+            (1, "model", "ok"),
+            (2, "tool", "error"),
+        ]
+        assert got["steps"][0]["fallback"] == ["gpt", "claude"]
+        assert got["steps"][0]["cost_usd"] == 0.25 and got["steps"][0]["duration"] == 1.5
+        # the second tool version carries no content: the latest version wins whole
+        assert got["steps"][1]["content"] is None
+
+        rows, cursor = await store.list_runs(limit=1)
+        assert [(r["tenant"], r["status"]) for r in rows] == [("key_a", "failed")]
+        rows, _ = await store.list_runs(before=cursor)
+        assert [r["tenant"] for r in rows] == ["key_b"]
+        assert [r["tenant"] for r in (await store.list_runs(q="BO"))[0]] == ["key_a", "key_b"]
+        with pytest.raises(InvalidQuery) as ambiguous:
+            await store.get_run(None, "r1")
+        assert ambiguous.value.param == "key" and "2 tenants" in str(ambiguous.value)
+
+        # retention (30 days): runs last active before then go, with their steps
+        clock[0] = T0 + 86_400 * 25
+        await store.apply_retention()
+        assert await store.get_run("key_b", "r1") is None
+        assert await store.get_run(None, "r1") is not None  # one tenant left: no key needed
+        assert store.stats()["runs_deleted"] == 1
+        assert await db.rows("SELECT tenant FROM run_steps WHERE tenant = 'key_b'") == []
+    finally:
+        await store.aclose()
+
+
 async def cache_contract(path: Path, *, known: int = 0) -> None:
     cache = SQLiteCache(path, wall=lambda: T0, front_entries=0)
     await cache.start()
@@ -204,6 +290,10 @@ async def cache_contract(path: Path, *, known: int = 0) -> None:
 
 async def test_request_log(db: Database) -> None:
     await request_log_contract(db)
+
+
+async def test_runs_and_steps(db: Database) -> None:
+    await runs_contract(db)
 
 
 async def test_keys_teams_and_spend(db: Database) -> None:
@@ -251,6 +341,7 @@ async def test_a_legacy_database_migrates_forward(db: Database) -> None:
         assert old["group"] == "claude" and old["fallback"] == ["gpt", "claude"]
         assert old["absorbed"] == 1 and old["attempts_count"] == 2
         assert old["content"] == {"messages": [{"role": "user", "content": "hi"}]}
+        assert old["run_id"] is None  # 0008_request_run_id: no run before it
         assert [(a["deployment"], a["status"]) for a in old["attempts"]] == [
             ("gpt-a", 429),
             ("claude-a", 200),
@@ -283,12 +374,15 @@ async def test_a_legacy_database_migrates_forward(db: Database) -> None:
     finally:
         await keys.aclose()
 
-    # every migration recorded, none applied again
-    assert await db.rows("SELECT name, applied_at FROM brace_migrations ORDER BY name") == stamped
-    assert [r[0] for r in stamped] == [m.name for m in MIGRATIONS]
+    # every migration recorded, none applied again (the ones newer than the legacy
+    # database applied once, after them)
+    now = await db.rows("SELECT name, applied_at FROM brace_migrations ORDER BY name")
+    assert now[: len(stamped)] == stamped
+    assert [r[0] for r in now] == [m.name for m in MIGRATIONS]
     # and new writes work beside the old rows
     await request_log_contract(db, known=2)
     await key_contract(db, known=2)
+    await runs_contract(db)
 
 
 async def test_a_legacy_cache_file_is_read_and_written(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from ..keys import Keys
 from ..telemetry.hub import Telemetry
 from ._access import access_control
 from ._http import GATEWAY, LOOPBACK, REQUEST_IDS, RequestIds
-from .routes import admin, chat, embeddings, keys, logs, metrics, models, ui
+from .routes import admin, chat, embeddings, keys, logs, metrics, models, runs, ui
 
 __all__ = ["Gateway", "tune_gc"]
 
@@ -64,6 +64,7 @@ class Gateway:
         keys.setup(app, self)
         metrics.setup(app, self)
         logs.setup(app, self)
+        runs.setup(app, self)
         ui.setup(app, self)
         models.setup_fallback(app)  # last: unknown paths get an OpenAI-shaped 404
         return app

@@ -1,8 +1,8 @@
 """Every durable table's schema: one list of ordered, named migrations, and applying it.
 
 One schema serves SQLite and PostgreSQL, and every table family shares it (the
-request log, keys/teams/spend; the next ones append here): whichever store opens a
-database first migrates it.  The DDL sticks to types both engines read the same
+request log, keys/teams/spend, agent runs; the next ones append here): whichever
+store opens a database first migrates it.  The DDL sticks to types both engines read the same
 way: ``TEXT``, ``INTEGER``/``BIGINT`` and ``DOUBLE PRECISION``.  Times are epoch
 seconds as ``DOUBLE PRECISION`` (SQLite gives it REAL affinity); booleans are
 ``INTEGER`` 0/1; lists and the captured content are JSON text.
@@ -182,11 +182,94 @@ MIGRATIONS: tuple[Migration, ...] = (
         # the backoff waited before a retried attempt (NULL: none was decided)
         ("ALTER TABLE attempts ADD COLUMN retry_delay DOUBLE PRECISION",),
     ),
+    Migration(
+        "0007_runs",
+        (
+            # Agent runs, keyed by tenant (a key id, "master", "local"): run ids are
+            # scoped to their tenant.  Upserted by the writer: the latest version wins.
+            """CREATE TABLE runs (
+                tenant TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                agent TEXT,
+                status TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                last_activity DOUBLE PRECISION NOT NULL,
+                ended_at DOUBLE PRECISION,
+                linked_by TEXT NOT NULL,
+                trace_id TEXT,
+                span_id TEXT,
+                steps INTEGER NOT NULL DEFAULT 0,
+                model_steps INTEGER NOT NULL DEFAULT 0,
+                tool_steps INTEGER NOT NULL DEFAULT 0,
+                failed_steps INTEGER NOT NULL DEFAULT 0,
+                input_tokens BIGINT NOT NULL DEFAULT 0,
+                output_tokens BIGINT NOT NULL DEFAULT 0,
+                cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+                retries INTEGER NOT NULL DEFAULT 0,
+                wait_s DOUBLE PRECISION NOT NULL DEFAULT 0,
+                failure_step INTEGER,
+                failure_class TEXT,
+                failure_deployment TEXT,
+                failure_error TEXT,
+                request_ids TEXT,
+                PRIMARY KEY (tenant, run_id)
+            )""",
+            # the listing (newest activity first, paged) and retention walk this one
+            "CREATE INDEX runs_last_activity ON runs (last_activity, tenant, run_id)",
+            "CREATE INDEX runs_status ON runs (status, last_activity)",
+            "CREATE INDEX runs_agent ON runs (agent, last_activity)",
+            "CREATE INDEX runs_tenant ON runs (tenant, last_activity)",
+            # a run id asked for without its tenant (the admin API)
+            "CREATE INDEX runs_run_id ON runs (run_id)",
+            """CREATE TABLE run_steps (
+                tenant TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                name TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                duration DOUBLE PRECISION,
+                status TEXT NOT NULL,
+                error_class TEXT,
+                error TEXT,
+                request_id TEXT,
+                deployment TEXT,
+                label TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                retries INTEGER NOT NULL DEFAULT 0,
+                retry_wait DOUBLE PRECISION NOT NULL DEFAULT 0,
+                queue_wait DOUBLE PRECISION,
+                fallback TEXT,
+                input_tokens BIGINT,
+                output_tokens BIGINT,
+                cost_usd DOUBLE PRECISION,
+                tool_calls INTEGER NOT NULL DEFAULT 0,
+                tool_call_id TEXT,
+                tool_type TEXT,
+                opened_by TEXT,
+                closed_by TEXT,
+                result_bytes BIGINT,
+                content TEXT,
+                PRIMARY KEY (tenant, run_id, seq)
+            )""",
+        ),
+    ),
+    Migration(
+        "0008_request_run_id",
+        (
+            # the run a request was a step of (NULL: none)
+            "ALTER TABLE requests ADD COLUMN run_id TEXT",
+            # partial: a request outside any run costs no index update (both engines
+            # use it for "run_id = ?", which implies NOT NULL)
+            "CREATE INDEX requests_run_id ON requests (run_id) WHERE run_id IS NOT NULL",
+        ),
+    ),
 )
 """Every migration this Brace knows, in the order they apply.  Append only: never
-edit or reorder a released migration; add ``0007_...``.  By table family: the request
-log (:mod:`brace.store.requests`) ``0001``, ``0002``, ``0005``, ``0006``; keys, teams
-and spend (:mod:`brace.store.keys`) ``0003``, ``0004``."""
+edit or reorder a released migration; add ``0009_...``.  By table family: the request
+log (:mod:`brace.store.requests`) ``0001``, ``0002``, ``0005``, ``0006``, ``0008``;
+keys, teams and spend (:mod:`brace.store.keys`) ``0003``, ``0004``; agent runs and
+their steps (:mod:`brace.store.runs`) ``0007``."""
 
 _NAME = re.compile(r"^\d{4}_[a-z0-9_]+$")
 

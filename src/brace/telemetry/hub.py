@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..runs import RunUpdated, StepUpdated
 from .record import RequestEnded
 
 if TYPE_CHECKING:
@@ -54,7 +55,10 @@ class Telemetry:
             tracer = self.tracer = Tracer(cfg, servers=servers)
             await tracer.start()
             self.metrics.add_writer("tracer", tracer.stats)
-        self._unsubscribe = self.engine.events.subscribe(self._on_event, kinds=self.metrics.kinds)
+        kinds = self.metrics.kinds
+        if self.store is not None:
+            kinds = kinds | {RunUpdated, StepUpdated}  # runs and steps go to the store
+        self._unsubscribe = self.engine.events.subscribe(self._on_event, kinds=kinds)
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, RequestEnded):
@@ -64,6 +68,12 @@ class Telemetry:
                 self.store.submit(record)
             if self.tracer is not None:
                 self.tracer.submit(record)
+        elif isinstance(event, StepUpdated):
+            if self.store is not None:
+                self.store.submit_step(event.step)
+        elif isinstance(event, RunUpdated):
+            if self.store is not None:
+                self.store.submit_run(event.run)
         else:
             self.metrics.on_event(event)
 

@@ -3,8 +3,9 @@
 ::
 
     GET /admin/requests               newest first; filters model, deployment, tenant, status,
-                                      error_class, q (request/trace id prefix), since, until;
-                                      limit (1-1000, default 50), before (next_cursor)
+                                      error_class, run_id, q (request/trace id prefix),
+                                      since, until; limit (1-1000, default 50), before
+                                      (next_cursor)
     GET /admin/requests/{request_id}  one request with its attempts (404 if unknown)
     GET /admin/traces/{trace_id}      every request of a trace, oldest first (404 if none)
     GET /admin/spend                  group_by model|deployment|tenant|day|hour, since, until
@@ -42,12 +43,16 @@ __all__ = [
     "ROUTES",
     "get_request",
     "get_trace",
+    "int_param",
     "list_requests",
     "overview",
     "parse_time",
+    "reads_log",
     "setup",
     "spend",
     "stats",
+    "text_param",
+    "time_param",
 ]
 
 log = logging.getLogger("brace.gateway")
@@ -85,7 +90,9 @@ def parse_time(raw: str, param: str, *, now: float | None = None) -> float:
     return parsed.timestamp()
 
 
-def _text(request: web.Request, name: str) -> str | None:
+def text_param(request: web.Request, name: str) -> str | None:
+    """Query parameter ``name`` (``None`` when absent or empty); 400 unless printable
+    and short."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
@@ -94,7 +101,8 @@ def _text(request: web.Request, name: str) -> str | None:
     return raw
 
 
-def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``name`` as an integer in ``[low, high]`` (400 otherwise)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -107,7 +115,8 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     return value
 
 
-def _time(request: web.Request, name: str) -> float | None:
+def time_param(request: web.Request, name: str) -> float | None:
+    """Query parameter ``name`` as epoch seconds (:func:`parse_time`)."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
@@ -122,7 +131,7 @@ def _store_of(gateway: GatewayView) -> Store | None:
 Query = Callable[[web.Request, "Store"], Awaitable[Any]]
 
 
-def _reads_log(fn: Query) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def reads_log(fn: Query) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """A route answering ``fn(request, store)`` as JSON: 503 when there is no request log
     or it fails, 400 on a bad parameter."""
 
@@ -151,28 +160,29 @@ def _reads_log(fn: Query) -> Callable[[web.Request], Awaitable[web.StreamRespons
     return handle
 
 
-@_reads_log
+@reads_log
 async def list_requests(request: web.Request, store: Store) -> Any:
-    status_raw = _text(request, "status")
+    status_raw = text_param(request, "status")
     status: int | str | None = status_raw
     if status_raw is not None and status_raw.isdigit():
         status = int(status_raw)
     rows, cursor = await store.list_requests(
-        model=_text(request, "model"),
-        deployment=_text(request, "deployment"),
-        tenant=_text(request, "tenant"),
+        model=text_param(request, "model"),
+        deployment=text_param(request, "deployment"),
+        tenant=text_param(request, "tenant"),
         status=status,
-        error_class=_text(request, "error_class"),
-        q=_text(request, "q"),
-        since=_time(request, "since"),
-        until=_time(request, "until"),
-        limit=_int(request, "limit", 50, 1, 1000),
-        before=_text(request, "before"),
+        error_class=text_param(request, "error_class"),
+        q=text_param(request, "q"),
+        since=time_param(request, "since"),
+        until=time_param(request, "until"),
+        limit=int_param(request, "limit", 50, 1, 1000),
+        before=text_param(request, "before"),
+        run_id=text_param(request, "run_id"),
     )
     return {"object": "list", "data": rows, "next_cursor": cursor}
 
 
-@_reads_log
+@reads_log
 async def get_request(request: web.Request, store: Store) -> Any:
     rid = request.match_info["request_id"]
     found = await store.get_request(rid)
@@ -181,7 +191,7 @@ async def get_request(request: web.Request, store: Store) -> Any:
     return found
 
 
-@_reads_log
+@reads_log
 async def get_trace(request: web.Request, store: Store) -> Any:
     trace_id = request.match_info["trace_id"]
     rows = await store.trace(trace_id)
@@ -192,26 +202,26 @@ async def get_trace(request: web.Request, store: Store) -> Any:
     return {"trace_id": trace_id, "data": rows}
 
 
-@_reads_log
+@reads_log
 async def spend(request: web.Request, store: Store) -> Any:
     group_by = request.query.get("group_by") or "model"
     if group_by not in GROUP_BY:
         raise BadRequest(f"group_by must be one of {', '.join(GROUP_BY)}", param="group_by")
     return await store.spend(
         cast(GroupBy, group_by),
-        since=_time(request, "since"),
-        until=_time(request, "until"),
+        since=time_param(request, "since"),
+        until=time_param(request, "until"),
     )
 
 
-@_reads_log
+@reads_log
 async def overview(request: web.Request, store: Store) -> Any:
-    window_s = _int(request, "window_s", 3600, 1, 90 * 86_400)
-    bucket_s = _int(request, "bucket_s", 60, 1, 90 * 86_400)
+    window_s = int_param(request, "window_s", 3600, 1, 90 * 86_400)
+    bucket_s = int_param(request, "bucket_s", 60, 1, 90 * 86_400)
     return await store.overview(window_s, bucket_s)
 
 
-@_reads_log
+@reads_log
 async def stats(request: web.Request, store: Store) -> Any:
     return store.stats()
 

@@ -1,6 +1,8 @@
 """The request log: every :class:`~brace.telemetry.record.RequestRecord`, durably.
 
-Tables ``requests`` and ``attempts``.  Modules: ``_rows`` (columns, a record as rows,
+Tables ``requests`` and ``attempts``; the same store (its writer, retention and
+database) also keeps the agent runs of :mod:`brace.store.runs` (``runs``,
+``run_steps``: :meth:`Store.submit_run`, :meth:`Store.submit_step`).  Modules: ``_rows`` (columns, a record as rows,
 a row as the API shows it), ``_writer`` (:class:`BaseStore`: the bounded writer and
 retention), ``_queries`` (listing, traces, spend, overview), ``_sqlite`` and
 ``_postgres`` (the engines' primitives).
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...errors import ConfigError
 from .._migrations import MIGRATIONS, Migration, SchemaTooNew
+from ..runs import LoggedRun, LoggedStep
 from ._queries import GROUP_BY, GroupBy, InvalidQuery
 from ._rows import LoggedAttempt, LoggedRequest
 from ._sqlite import SQLiteStore
@@ -70,6 +73,12 @@ class Store(Protocol):
     def submit(self, record: LoggedRequest) -> None:
         """Queue a record; never blocks or raises (full queue → dropped, counted)."""
 
+    def submit_run(self, run: LoggedRun) -> None:
+        """Queue a run's latest version (upserted by key; a waiting one is replaced)."""
+
+    def submit_step(self, step: LoggedStep) -> None:
+        """Queue a step's latest version (upserted by key; a waiting one is replaced)."""
+
     async def flush(self) -> None:
         """Wait until everything submitted so far is written (or dropped)."""
 
@@ -94,6 +103,7 @@ class Store(Protocol):
         until: float | None = None,
         limit: int = 50,
         before: str | None = None,
+        run_id: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]: ...
 
     async def get_request(self, request_id: str) -> dict[str, Any] | None: ...
@@ -111,6 +121,21 @@ class Store(Protocol):
     async def overview(
         self, window_s: int = 3600, bucket_s: int = 60, *, now: float | None = None
     ) -> dict[str, Any]: ...
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        tenant: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def get_run(self, tenant: str | None, run_id: str) -> dict[str, Any] | None: ...
 
 
 def open_store(cfg: TelemetryConfig) -> Store:

@@ -15,6 +15,8 @@ from ...errors import ConfigError
 from ...state import redact_url
 from .._migrations import migrate_postgres
 from .._postgres import CONNECT_ERRORS, Secrets, check_schema, close_pool, numbered, open_pool
+from ..runs import LoggedRun, LoggedStep
+from ..runs._postgres import delete_runs, write_runs
 from ._rows import (
     ATTEMPT_COLUMNS,
     REQUEST_COLUMNS,
@@ -149,6 +151,12 @@ class PostgresStore(BaseStore):
                 "DELETE FROM requests WHERE request_id = ANY($1::text[])", request_ids
             )
         return int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+
+    async def _write_runs(self, runs: list[LoggedRun], steps: list[LoggedStep]) -> int:
+        return await write_runs(self._pool, runs, steps, capture_content=self.capture_content)
+
+    async def _delete_runs(self, keys: list[tuple[str, str]]) -> int:
+        return await delete_runs(self._pool, keys)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
         if self._pool is None:

@@ -8,14 +8,15 @@ and ``_in``; the SQL of every query is here.
 from __future__ import annotations
 
 import abc
-import base64
 import collections
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ...errors import BadRequest
+from .._query import InvalidQuery, like_prefix, page
+from .._query import decode_cursor as cursor_parts
+from .._query import encode_cursor as cursor_of
 from ._rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, row_to_attempt, row_to_request
 
 __all__ = [
@@ -41,37 +42,15 @@ _ALL_COLUMNS = ", ".join(REQUEST_COLUMNS)
 _ATTEMPT_SELECT = ", ".join(ATTEMPT_COLUMNS)
 
 
-class InvalidQuery(BadRequest):
-    """A query argument is out of range; ``param`` names it (the admin API answers 400)."""
-
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message, param=param)
-
-
 def encode_cursor(started_at: float, request_id: str) -> str:
-    raw = f"{started_at!r}|{request_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return cursor_of(started_at, request_id)
 
 
 def decode_cursor(cursor: str) -> tuple[float, str]:
-    """``(started_at, request_id)`` of a cursor from :func:`encode_cursor`, or ValueError."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        started, _, rid = raw.partition("|")
-        value = float(started)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidQuery("before", _BAD_CURSOR) from None
-    if not rid or not math.isfinite(value):
-        raise InvalidQuery("before", _BAD_CURSOR)
-    return value, rid
-
-
-_BAD_CURSOR = "before must be a next_cursor returned by this API"
-
-
-def _like_prefix(prefix: str) -> str:
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+    """``(started_at, request_id)`` of a cursor from :func:`encode_cursor`, or
+    :class:`InvalidQuery`."""
+    started_at, (request_id,) = cursor_parts(cursor)
+    return started_at, request_id
 
 
 def _percentile(sorted_values: Sequence[float], p: float) -> float | None:
@@ -124,6 +103,7 @@ class RequestQueries(abc.ABC):
         until: float | None = None,
         limit: int = 50,
         before: str | None = None,
+        run_id: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The newest requests first (no content), and the cursor of the next page."""
         if not 1 <= limit <= MAX_LIMIT:
@@ -135,6 +115,7 @@ class RequestQueries(abc.ABC):
             ("deployment", deployment),
             ("tenant", tenant),
             ("error_class", error_class),
+            ("run_id", run_id),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -145,7 +126,7 @@ class RequestQueries(abc.ABC):
             params.extend(values)
         if q:
             where.append("(request_id LIKE ? ESCAPE '\\' OR trace_id LIKE ? ESCAPE '\\')")
-            params.extend([_like_prefix(q), _like_prefix(q)])
+            params.extend([like_prefix(q), like_prefix(q)])
         self._time_range(where, params, since, until)
         if before is not None:
             s, rid = decode_cursor(before)
@@ -156,12 +137,11 @@ class RequestQueries(abc.ABC):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, request_id DESC LIMIT ?"
         params.append(limit + 1)
-        rows = await self._fetch(sql, params)
-        cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            last = rows[-1]
-            cursor = encode_cursor(float(last["started_at"]), last["request_id"])
+        rows, cursor = page(
+            await self._fetch(sql, params),
+            limit,
+            lambda last: encode_cursor(float(last["started_at"]), last["request_id"]),
+        )
         return [row_to_request(r) for r in rows], cursor
 
     async def get_request(self, request_id: str) -> dict[str, Any] | None:

@@ -155,6 +155,7 @@ REQUEST_COLUMNS: tuple[str, ...] = (
     "attempts_count",
     "absorbed",
     "content",
+    "run_id",
 )
 
 ATTEMPT_COLUMNS: tuple[str, ...] = (
@@ -220,6 +221,9 @@ def request_row(r: LoggedRequest, *, capture_content: bool) -> tuple[Any, ...]:
         len(r.attempts),
         r.absorbed,
         _json(r.content) if capture_content and r.content is not None else None,
+        # the agent run the request was a step of; read loosely until every record
+        # (and LoggedRequest) carries the attribute
+        getattr(r, "run_id", None),
     )
 
 

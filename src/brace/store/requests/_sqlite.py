@@ -18,7 +18,8 @@ from typing import Any, ClassVar, TypeVar
 
 from ...errors import ConfigError
 from .._migrations import migrate_sqlite
-from .._sqlite import connect, is_memory
+from .._sqlite import MultiInsert, connect, is_memory
+from ..runs import LoggedRun, LoggedStep, SQLiteRuns
 from ._rows import (
     ATTEMPT_COLUMNS,
     REQUEST_COLUMNS,
@@ -43,57 +44,6 @@ _INSERT_ATTEMPT = (
 )
 _MAX_VARS = 900
 """SQLite's bound-parameter limit is 999 on old builds: ``IN`` lists are chunked below it."""
-_MAX_ROWS_PER_INSERT = 500
-"""Rows per multi-row ``INSERT`` (also bounded by the connection's variable limit)."""
-
-
-class _MultiInsert:
-    """``INSERT INTO t (cols) VALUES (...), (...), ... ON CONFLICT ... DO NOTHING`` for
-    many rows in one statement.
-
-    ``executemany`` steps the statement once per row, and every step releases and
-    re-takes the GIL: under load the writer thread then waits for the event loop's
-    switch interval once per row, and each of those waits interrupts the loop.  One
-    statement per chunk of rows binds all values in C and steps once.
-
-    Chunks are powers of two (a batch of 300 rows is 256 + 32 + 8 + 4): a handful of
-    distinct statements, each compiled once and then found in the connection's
-    statement cache, where one statement per batch size would compile a statement of
-    thousands of parameters for nearly every batch (partial batches vary in size).
-    """
-
-    __slots__ = ("_conflict", "_head", "_marks", "_sql", "max_rows", "width")
-
-    def __init__(self, table: str, columns: tuple[str, ...], conflict: str, max_vars: int) -> None:
-        self._head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-        self._marks = "(" + ", ".join("?" * len(columns)) + ")"
-        self._conflict = f" ON CONFLICT ({conflict}) DO NOTHING"
-        self._sql: dict[int, str] = {}
-        self.width = len(columns)
-        most = max(1, min(_MAX_ROWS_PER_INSERT, max_vars // self.width))
-        self.max_rows = 1 << (most.bit_length() - 1)  # the largest power of two ≤ most
-
-    def sql(self, rows: int) -> str:
-        sql = self._sql.get(rows)
-        if sql is None:
-            sql = self._sql[rows] = self._head + ", ".join([self._marks] * rows) + self._conflict
-        return sql
-
-    def plan(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
-        """The statements inserting ``rows``: (SQL, flat parameters) per chunk."""
-        out = []
-        i = 0
-        n = len(rows)
-        while i < n:
-            size = min(self.max_rows, 1 << ((n - i).bit_length() - 1))
-            out.append((self.sql(size), [v for row in rows[i : i + size] for v in row]))
-            i += size
-        return out
-
-    @staticmethod
-    def execute(conn: sqlite3.Connection, plan: list[tuple[str, list[Any]]]) -> int:
-        """Run a :meth:`plan`; returns how many rows were inserted (conflicts skipped)."""
-        return sum(conn.execute(sql, params).rowcount for sql, params in plan)
 
 
 class SQLiteStore(BaseStore):
@@ -109,8 +59,9 @@ class SQLiteStore(BaseStore):
         self._rx: ThreadPoolExecutor | None = None
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
-        self._insert_requests: _MultiInsert | None = None
-        self._insert_attempts: _MultiInsert | None = None
+        self._insert_requests: MultiInsert | None = None
+        self._insert_attempts: MultiInsert | None = None
+        self._runs_sql: SQLiteRuns | None = None
 
     @property
     def where(self) -> str:
@@ -156,10 +107,11 @@ class SQLiteStore(BaseStore):
         self._wconn = conn
         self._migrate(conn)
         max_vars = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._insert_requests = _MultiInsert("requests", REQUEST_COLUMNS, "request_id", max_vars)
-        self._insert_attempts = _MultiInsert(
+        self._insert_requests = MultiInsert("requests", REQUEST_COLUMNS, "request_id", max_vars)
+        self._insert_attempts = MultiInsert(
             "attempts", ATTEMPT_COLUMNS, "request_id, seq", max_vars
         )
+        self._runs_sql = SQLiteRuns(max_vars)
         if self._memory:
             self._rconn = conn
 
@@ -219,8 +171,8 @@ class SQLiteStore(BaseStore):
         # under a request that is not the one it belongs to.
         conn.execute("BEGIN")
         try:
-            if _MultiInsert.execute(conn, request_plan) == len(fresh):
-                _MultiInsert.execute(conn, attempt_plan)
+            if MultiInsert.execute(conn, request_plan) == len(fresh):
+                MultiInsert.execute(conn, attempt_plan)
                 conn.execute("COMMIT")
                 return len(records) - len(fresh)
             conn.execute("ROLLBACK")
@@ -271,6 +223,28 @@ class SQLiteStore(BaseStore):
                 conn.execute("ROLLBACK")
                 raise
             return deleted
+
+        return await self._in_writer(delete)
+
+    async def _write_runs(self, runs: list[LoggedRun], steps: list[LoggedStep]) -> int:
+        # as for requests: the rows are built on the loop, the statements run on the
+        # writer thread
+        sql = self._runs_sql
+        assert sql is not None
+        plans = sql.plan(runs, steps, capture_content=self.capture_content)
+
+        def write() -> int:
+            conn = self._wconn
+            assert conn is not None
+            return SQLiteRuns.write(conn, plans)
+
+        return await self._in_writer(write)
+
+    async def _delete_runs(self, keys: list[tuple[str, str]]) -> int:
+        def delete() -> int:
+            conn = self._wconn
+            assert conn is not None
+            return SQLiteRuns.delete(conn, keys)
 
         return await self._in_writer(delete)
 

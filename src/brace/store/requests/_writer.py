@@ -1,5 +1,5 @@
 """What both engines share: the bounded writer and retention (the queries are in
-:mod:`._queries`).
+:mod:`._queries`, and the runs' in :mod:`brace.store.runs`).
 
 An engine supplies a handful of primitives (open and migrate, write one batch in
 one transaction, delete a set of requests, run a read query); everything else —
@@ -15,11 +15,12 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from ..._tasks import stop_task
 from .._migrations import MIGRATIONS, Migration
+from ..runs import LoggedRun, LoggedStep, RunQueries
 from ._queries import RequestQueries
 from ._rows import LoggedRequest
 
@@ -38,8 +39,13 @@ DELETE_CHUNK = 2_000
 """Retention deletes this many requests (and their attempts) per transaction."""
 
 
-class BaseStore(RequestQueries):
-    """The bounded writer, retention and queries over an engine's primitives."""
+class BaseStore(RequestQueries, RunQueries):
+    """The bounded writer, retention and queries over an engine's primitives.
+
+    The writer's queue holds request records (a deque: each is written once) and the
+    latest version of each run and step waiting (ordered maps by key: a newer version
+    replaces the waiting one in place).  One bound, ``writer_queue``, covers the three.
+    """
 
     engine: ClassVar[str]
 
@@ -70,6 +76,10 @@ class BaseStore(RequestQueries):
         self.now = now
         self.migrations: tuple[Migration, ...] = tuple(migrations)
         self._queue: collections.deque[LoggedRequest] = collections.deque()
+        self._runs: collections.OrderedDict[tuple[str, str], LoggedRun] = collections.OrderedDict()
+        self._steps: collections.OrderedDict[tuple[str, str, int], LoggedStep] = (
+            collections.OrderedDict()
+        )
         self._wake: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         self._flushing = 0
@@ -86,6 +96,11 @@ class BaseStore(RequestQueries):
         self.errors = 0
         self.last_error: str | None = None
         self.retention_deleted = 0
+        self.runs_written = 0
+        self.steps_written = 0
+        self.coalesced = 0
+        """Run and step versions replaced by a newer one before they were written."""
+        self.runs_deleted = 0
         self._retention_lock: asyncio.Lock | None = None
 
     # ------------------------------------------------------------------ engine primitives
@@ -112,6 +127,15 @@ class BaseStore(RequestQueries):
         """Delete these requests and their attempts in one transaction; returns how
         many requests were deleted."""
 
+    @abc.abstractmethod
+    async def _write_runs(self, runs: list[LoggedRun], steps: list[LoggedStep]) -> int:
+        """Upsert runs and steps by key in one transaction; returns the rows written."""
+
+    @abc.abstractmethod
+    async def _delete_runs(self, keys: list[tuple[str, str]]) -> int:
+        """Delete these runs (``(tenant, run_id)``) and their steps in one transaction;
+        returns how many runs were deleted."""
+
     def _redact(self, text: str) -> str:
         """``text`` without any secret of the connection (engines override)."""
         return text
@@ -125,7 +149,7 @@ class BaseStore(RequestQueries):
         await self._open()
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
-        if not self._queue:
+        if not self._pending():
             self._drained.set()
         self._writer = asyncio.create_task(self._run_writer(), name=f"brace-store-{self.engine}")
         self._retention = asyncio.create_task(self._run_retention(), name="brace-store-retention")
@@ -133,7 +157,9 @@ class BaseStore(RequestQueries):
     def submit(self, record: LoggedRequest) -> None:
         """Queue a record for the writer; never blocks, never raises.  When the queue
         is full (or the store is closed) the record is dropped and counted."""
-        if len(self._queue) >= self.writer_queue or self._closed:
+        if len(self._queue) + len(self._runs) + len(self._steps) >= self.writer_queue or (
+            self._closed
+        ):
             self.dropped += 1
             return
         self._queue.append(record)
@@ -141,6 +167,36 @@ class BaseStore(RequestQueries):
             self._drained.clear()
         if self._wake is not None and len(self._queue) >= self.batch_rows:
             self._wake.set()
+
+    def submit_run(self, run: LoggedRun) -> None:
+        """Queue a run's latest version (upserted by ``(tenant, run_id)``); a version
+        still waiting is replaced.  Never blocks, never raises; full queue → dropped."""
+        self._hold(self._runs, (run.tenant, run.run_id), run)
+
+    def submit_step(self, step: LoggedStep) -> None:
+        """Queue a step's latest version (upserted by ``(tenant, run_id, seq)``), as
+        :meth:`submit_run`."""
+        self._hold(self._steps, (step.tenant, step.run_id, step.seq), step)
+
+    def _hold(self, waiting: collections.OrderedDict[Any, Any], key: Any, record: Any) -> None:
+        if self._closed:
+            self.dropped += 1
+            return
+        if key in waiting:
+            waiting[key] = record  # the newest version wins, in the older one's place
+            self.coalesced += 1
+            return
+        if self._pending() >= self.writer_queue:
+            self.dropped += 1
+            return
+        waiting[key] = record
+        if self._drained is not None:
+            self._drained.clear()
+        if self._wake is not None and self._pending() >= self.batch_rows:
+            self._wake.set()
+
+    def _pending(self) -> int:
+        return len(self._queue) + len(self._runs) + len(self._steps)
 
     async def flush(self) -> None:
         """Wait until every record submitted so far is written (or dropped)."""
@@ -172,7 +228,7 @@ class BaseStore(RequestQueries):
         return {
             "engine": self.engine,
             "database": self.where,
-            "queued": len(self._queue),
+            "queued": self._pending(),
             "capacity": self.writer_queue,
             "written": self.written,
             "dropped": self.dropped,
@@ -182,6 +238,10 @@ class BaseStore(RequestQueries):
             "last_error": self.last_error,
             "retention_deleted": self.retention_deleted,
             "capture_content": self.capture_content,
+            "runs_written": self.runs_written,
+            "steps_written": self.steps_written,
+            "coalesced": self.coalesced,
+            "runs_deleted": self.runs_deleted,
         }
 
     # ------------------------------------------------------------------ the writer
@@ -189,52 +249,74 @@ class BaseStore(RequestQueries):
     async def _run_writer(self) -> None:
         assert self._wake is not None and self._drained is not None
         while True:
-            if len(self._queue) < self.batch_rows and not self._closing:
+            if self._pending() < self.batch_rows and not self._closing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.flush_interval)
             self._wake.clear()
-            while self._queue:
-                n = min(self.batch_rows, len(self._queue))
-                batch = [self._queue.popleft() for _ in range(n)]
-                ok = await self._write_batch(batch)
+            while self._queue or self._runs or self._steps:
+                ok = True
+                if self._queue:
+                    n = min(self.batch_rows, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(n)]
+                    ok = await self._write_batch(batch)
+                if self._runs or self._steps:
+                    runs = _take(self._runs, self.batch_rows)
+                    steps = _take(self._steps, self.batch_rows - len(runs))
+                    ok = await self._write_run_batch(runs, steps) and ok
                 if not ok and self._closing:
                     # the database is failing and we are shutting down: do not hold
                     # the shutdown for every remaining batch
-                    self.dropped += len(self._queue)
+                    self.dropped += self._pending()
                     self._queue.clear()
-                if len(self._queue) < self.batch_rows and not (self._closing or self._flushing):
+                    self._runs.clear()
+                    self._steps.clear()
+                if self._pending() < self.batch_rows and not (self._closing or self._flushing):
                     # what arrived while that batch was written waits for the next
                     # interval: a few large batches cost far less than a stream of
                     # small ones (every statement hands the GIL back and forth)
                     break
-            if not self._queue:
+            if not self._pending():
                 self._drained.set()
             if self._closing:
                 return
 
     async def _write_batch(self, batch: list[LoggedRequest]) -> bool:
+        skipped = await self._twice(len(batch), lambda: self._write(batch))
+        if skipped is None:
+            return False
+        self.batches += 1
+        self.duplicates += skipped
+        self.written += len(batch) - skipped
+        return True
+
+    async def _write_run_batch(self, runs: list[LoggedRun], steps: list[LoggedStep]) -> bool:
+        if await self._twice(len(runs) + len(steps), lambda: self._write_runs(runs, steps)) is None:
+            return False
+        self.batches += 1
+        self.runs_written += len(runs)
+        self.steps_written += len(steps)
+        return True
+
+    async def _twice(self, n: int, write: Callable[[], Awaitable[int]]) -> int | None:
+        """``write()``, retried once after a database failure; ``None`` (the ``n``
+        records dropped and counted) when the retry fails too."""
         for attempt in (1, 2):
             try:
-                skipped = await self._write(batch)
+                return await write()
             except Exception as exc:  # any DB failure: counted, never raised into requests
                 self.errors += 1
                 self.last_error = self._redact(f"{type(exc).__name__}: {exc}")[:500]
                 log.warning(
                     "request log (%s): writing %d records failed (%s): %s",
                     self.where,
-                    len(batch),
+                    n,
                     "retrying once" if attempt == 1 else "dropped",
                     self.last_error,
                 )
                 if attempt == 1 and self.retry_delay > 0 and not self._closing:
                     await asyncio.sleep(self.retry_delay)
-                continue
-            self.batches += 1
-            self.duplicates += skipped
-            self.written += len(batch) - skipped
-            return True
-        self.dropped += len(batch)
-        return False
+        self.dropped += n
+        return None
 
     # ------------------------------------------------------------------ retention
 
@@ -250,7 +332,9 @@ class BaseStore(RequestQueries):
 
     async def apply_retention(self) -> dict[str, int]:
         """Delete requests older than ``retention_days``, then the oldest beyond
-        ``retention_max_rows`` (attempts with them).  Returns what was deleted."""
+        ``retention_max_rows`` (attempts with them), then the runs last active before
+        ``retention_days`` (steps with them).  Returns the requests deleted (the runs
+        are counted in ``runs_deleted``)."""
         if self._retention_lock is None:
             self._retention_lock = asyncio.Lock()
         async with self._retention_lock:  # one pass at a time (the task, or a caller)
@@ -279,7 +363,16 @@ class BaseStore(RequestQueries):
                 trimmed,
                 self.retention_max_rows,
             )
-        return {"expired": expired, "trimmed": trimmed}
+        runs = 0
+        while keys := await self._expired_runs(cutoff, DELETE_CHUNK):
+            deleted = await self._delete_runs(keys)
+            runs += deleted
+            if not deleted:  # pragma: no cover - another gateway deleted them first
+                break
+        self.runs_deleted += runs
+        if runs:
+            log.info("request log (%s): retention deleted %d runs", self.where, runs)
+        return {"expired": expired, "trimmed": trimmed}  # runs: stats()["runs_deleted"]
 
     async def _delete_where(self, condition: str, params: list[Any]) -> int:
         deleted = 0
@@ -292,3 +385,12 @@ class BaseStore(RequestQueries):
             if not rows:
                 return deleted
             deleted += await self._delete([r["request_id"] for r in rows])
+
+
+def _take(waiting: collections.OrderedDict[Any, Any], n: int) -> list[Any]:
+    """Up to ``n`` of the oldest waiting records, removed from ``waiting``."""
+    if len(waiting) <= n:
+        out = list(waiting.values())
+        waiting.clear()
+        return out
+    return [waiting.popitem(last=False)[1] for _ in range(n)]
