@@ -45,10 +45,10 @@ __all__ = [
     "dispatch",
     "error_response",
     "json_response",
+    "owner_of",
     "read_json",
     "render",
     "request_id",
-    "run_tenant",
     "serve_operation",
 ]
 
@@ -186,17 +186,6 @@ def caller(request: web.Request) -> Caller:
     """Who called a caller route: a virtual key, the master key, or ``None`` (local
     mode).  A ``KeyError`` on a route that is not a caller route: never unauthenticated."""
     return request[CALLER]
-
-
-def run_tenant(caller: Caller) -> str:
-    """The tenant agent runs are scoped to: the virtual key's id, ``master`` (the master
-    key) or ``local`` (local mode: no key needed).  Who may read or join a run."""
-    if caller is None:
-        return "local"
-    if caller is MASTER:
-        return "master"
-    assert isinstance(caller, VirtualKey)
-    return caller.id
 
 
 def authenticate(gateway: GatewayView, request: web.Request) -> Caller:

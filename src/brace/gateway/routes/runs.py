@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ...errors import NotFound
 from .._access import Access, Route, mount
-from .._http import GatewayView, caller, run_tenant
+from .._http import GatewayView, caller, owner_of
 from .logs import int_param, reads_log, text_param, time_param
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ async def get_run(request: web.Request, store: Store) -> Any:
 @reads_log
 async def my_run(request: web.Request, store: Store) -> Any:
     run_id = request.match_info["run_id"]
-    found = await store.get_run(run_tenant(caller(request)), run_id)
+    found = await store.get_run(owner_of(caller(request)), run_id)
     if found is None:  # another tenant's run reads as a missing one
         raise _not_found(run_id)
     return found
